@@ -1,0 +1,1 @@
+"""The Typer CLI: thin commands that parse options, call one service and hand the result to one renderer."""

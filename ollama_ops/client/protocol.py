@@ -1,0 +1,133 @@
+"""What the sync and async clients share: request shapes, results, and the mapping of answers to errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollama_ops.core.ndjson import FinalChunk, StreamEvent, TextChunk, Timings
+from ollama_ops.errors import BadRequest, ModelNotFound, OllamaError, ServerBusy, ServerError
+
+IDEMPOTENT_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps", "/api/show"})
+
+
+@dataclass
+class GenerateRequest:
+    """One generation: `/api/generate` when `messages` is None, else `/api/chat`."""
+
+    model: str
+    prompt: str = ""
+    messages: list[dict[str, Any]] | None = None
+    system: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    format: str | dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+    raw: bool = False
+    stream: bool = True
+    think: bool | None = None
+
+    @property
+    def api(self) -> str:
+        return "generate" if self.messages is None else "chat"
+
+    @property
+    def path(self) -> str:
+        return "/api/generate" if self.messages is None else "/api/chat"
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "stream": self.stream}
+        if self.messages is None:
+            body["prompt"] = self.prompt
+            if self.system is not None:
+                body["system"] = self.system
+            if self.raw:
+                body["raw"] = True
+        else:
+            messages = list(self.messages)
+            if self.system is not None and not any(m.get("role") == "system" for m in messages):
+                messages.insert(0, {"role": "system", "content": self.system})
+            body["messages"] = messages
+        if self.options:
+            body["options"] = dict(self.options)
+        if self.format is not None:
+            body["format"] = self.format
+        if self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
+        if self.think is not None:
+            body["think"] = self.think
+        return body
+
+
+@dataclass
+class GenerateResult:
+    """A finished (or cut-short) generation: the text and the server's timings."""
+
+    model: str
+    text: str
+    done_reason: str
+    timings: Timings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ResultBuilder:
+    """Accumulates stream events into a GenerateResult."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.final: FinalChunk | None = None
+
+    def add(self, event: StreamEvent) -> None:
+        if event.text:
+            self.parts.append(event.text)
+        if isinstance(event, FinalChunk):
+            self.final = event
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def result(self) -> GenerateResult:
+        final = self.final or FinalChunk(text="", done_reason="", timings=Timings())
+        return GenerateResult(model=self.model, text=self.text, done_reason=final.done_reason,
+                              timings=final.timings, extra=final.extra)
+
+
+def result_from_object(model: str, obj: dict[str, Any]) -> GenerateResult:
+    """A non-streamed answer (one JSON object) as a result."""
+    from ollama_ops.core.ndjson import to_event
+
+    builder = ResultBuilder(model)
+    event = to_event(obj)
+    builder.add(event if isinstance(event, FinalChunk) else TextChunk(event.text))
+    if not isinstance(event, FinalChunk):
+        builder.final = FinalChunk(text="", done_reason="", timings=Timings.from_chunk(obj))
+    return builder.result()
+
+
+def error_message(body: bytes | str) -> str:
+    """The server's `{"error": ...}` text, or the raw body shortened."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        obj = json.loads(text)
+        if isinstance(obj, dict) and "error" in obj:
+            return str(obj["error"])
+    except ValueError:
+        pass
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def error_for_status(status: int, body: bytes | str, *, model: str | None = None) -> OllamaError:
+    """Map an HTTP error answer to the typed exception (404 on a model call → ModelNotFound)."""
+    message = error_message(body) or f"HTTP {status}"
+    if status == 404 and model:
+        return ModelNotFound(model, server_message=message)
+    if status == 400:
+        return BadRequest(f"bad request: {message}", status=status)
+    if status == 503:
+        return ServerBusy(f"server busy: {message}", status=status, hint="the queue is full; retry later")
+    if status >= 500:
+        return ServerError(f"server error: {message}", status=status)
+    return OllamaError(f"HTTP {status}: {message}", status=status)

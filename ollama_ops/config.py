@@ -1,0 +1,380 @@
+"""One typed settings object, resolved flag > SOLLAMA_* env > config file > shipped defaults.
+
+The shipped `config/default.yaml` is the only place defaults are written; the dataclasses below only give the
+types and the allowed ranges. Every problem with a config file raises `ConfigError` (exit 3) naming the file
+and the line/column, the unknown key with the nearest valid one, or the field path with the expected type.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ollama_ops import paths
+from ollama_ops.errors import ConfigError
+
+KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+
+
+def _rule(**kw: Any) -> Any:
+    return field(metadata=kw)
+
+
+@dataclass
+class ServerSettings:
+    host: str = _rule(nonempty=True)
+    models_dir: str | None = _rule()
+    keep_alive: str | int | None = _rule()
+    num_parallel: int | None = _rule(min=1)
+    max_loaded_models: int | None = _rule(min=0)
+    context_length: int | None = _rule(min=0)
+    kv_cache_type: str | None = _rule(choices=KV_CACHE_TYPES)
+    flash_attention: bool | None = _rule()
+    max_queue: int | None = _rule(min=1)
+    start_timeout: float = _rule(min=0.1)
+    extra_env: dict[str, str] = _rule()
+
+
+@dataclass
+class OllamaSettings:
+    binary: str | None = _rule()
+
+
+@dataclass
+class MemorySettings:
+    reserve: str | int = _rule()
+    enforce: bool = _rule()
+
+
+@dataclass
+class ClientSettings:
+    connect_timeout: float = _rule(min=0.01)
+    read_timeout: float = _rule(min=0.01)
+    retries: int = _rule(min=0, max=10)
+    breaker_failures: int = _rule(min=1)
+    breaker_cooldown: float = _rule(min=0)
+
+
+@dataclass
+class GenerateSettings:
+    timeout: float = _rule(min=0.01)
+    keep_alive: str | int | None = _rule()
+
+
+@dataclass
+class BenchSettings:
+    concurrency: int = _rule(min=1, max=4096)
+    requests: int = _rule(min=1)
+    warmup: int = _rule(min=0)
+    max_tokens: int = _rule(min=1)
+    prompts: str = _rule(nonempty=True)
+    api: str = _rule(choices=("generate", "chat"))
+    timeout: float = _rule(min=0.01)
+
+
+@dataclass
+class ReportSettings:
+    threshold: float = _rule(min=0, max=1000)
+    gated_metrics: list[str] = _rule()
+
+
+@dataclass
+class LoggingSettings:
+    level: str = _rule(choices=("debug", "info", "warning", "error"))
+    max_log_bytes: int = _rule(min=1024)
+
+
+@dataclass
+class Settings:
+    server: ServerSettings
+    ollama: OllamaSettings
+    memory: MemorySettings
+    client: ClientSettings
+    generate: GenerateSettings
+    bench: BenchSettings
+    report: ReportSettings
+    logging: LoggingSettings
+    # Where each leaf value came from ("default", "file:<path>", "env:<VAR>", "flag:--x"), keyed "section.key".
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+    config_file: Path | None = None
+
+
+SECTIONS: dict[str, type] = {name: tp for name, tp in typing.get_type_hints(Settings).items() if is_dataclass(tp)}
+_HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
+
+# Environment variables that are not spelled SOLLAMA_<SECTION>_<KEY>, lowest precedence first.
+ENV_ALIASES: dict[str, list[str]] = {
+    "server.host": ["OLLAMA_HOST", "SOLLAMA_SERVER_HOST"],
+    "ollama.binary": ["SOLLAMA_OLLAMA_BIN", "SOLLAMA_OLLAMA_BINARY"],
+}
+
+
+def default_yaml_path() -> Path:
+    """The shipped defaults: inside the wheel, or `config/` beside the package in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "default.yaml", here.parent / "config" / "default.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("the built-in defaults (config/default.yaml) are missing from this installation")
+
+
+def config_file_path(explicit: str | Path | None = None) -> Path:
+    """`--config`, else SOLLAMA_CONFIG, else `config.yaml` in the user config dir (or SOLLAMA_HOME)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("SOLLAMA_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return paths.config_dir() / "config.yaml"
+
+
+def parse_yaml(text: str, origin: str) -> dict[str, Any]:
+    """Parse a YAML document into a mapping, or raise ConfigError with file, line and column."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML at {where}: {problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {origin}: {' '.join(str(exc).split())}") from exc
+    except (ValueError, TypeError, RecursionError) as exc:  # odd scalars, deep nesting
+        raise ConfigError(f"invalid YAML in {origin}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "list of strings"
+    if origin is dict:
+        return "mapping of strings"
+    return {str: "string", int: "integer", float: "number", bool: "true/false"}.get(tp, str(tp))
+
+
+def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Whether `value` has type `tp`; returns the (possibly normalised) value."""
+    if isinstance(tp, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, norm = _matches(value, arg)
+            if ok:
+                return True, norm
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    origin = typing.get_origin(tp)
+    if origin is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return ok, list(value) if ok else value
+    if origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        if ok:
+            return True, {k: "" if v is None else str(v) for k, v in value.items()}
+        return False, value
+    return False, value
+
+
+def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: str) -> Any:
+    ok, norm = _matches(value, tp)
+    if not ok:
+        raise ConfigError(f"{origin}: {path} must be {_type_name(tp)}, got {value!r:.60}")
+    if norm is None:
+        return norm
+    if "choices" in rules and norm not in rules["choices"]:
+        raise ConfigError(f"{origin}: {path} must be one of {', '.join(rules['choices'])}, got {norm!r:.60}")
+    if rules.get("nonempty") and isinstance(norm, str) and not norm.strip():
+        raise ConfigError(f"{origin}: {path} must not be empty")
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        if norm != norm:  # NaN
+            raise ConfigError(f"{origin}: {path} must be a number, got NaN")
+        if "min" in rules and norm < rules["min"]:
+            raise ConfigError(f"{origin}: {path} must be >= {rules['min']}, got {norm}")
+        if "max" in rules and norm > rules["max"]:
+            raise ConfigError(f"{origin}: {path} must be <= {rules['max']}, got {norm}")
+    if path == "memory.reserve":
+        from ollama_ops.core.units import parse_reserve
+
+        try:
+            parse_reserve(norm)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: memory.reserve {exc}") from exc
+    return norm
+
+
+def _nearest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
+
+
+def validate_mapping(data: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+    """Check a (partial) config mapping against the schema; returns it normalised."""
+    out: dict[str, dict[str, Any]] = {}
+    for section, body in data.items():
+        if not isinstance(section, str) or section not in SECTIONS:
+            raise ConfigError(f"{origin}: unknown section '{section}'{_nearest(str(section), list(SECTIONS))}")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: section '{section}' must be a mapping, got {type(body).__name__}")
+        hints = _HINTS[section]
+        rules = {f.name: dict(f.metadata) for f in fields(SECTIONS[section])}
+        out[section] = {}
+        for key, value in body.items():
+            if not isinstance(key, str) or key not in hints:
+                raise ConfigError(f"{origin}: unknown key '{section}.{key}'{_nearest(str(key), list(hints))}")
+            out[section][key] = _check_value(f"{section}.{key}", value, hints[key], rules[key], origin)
+    return out
+
+
+def _coerce_env(raw: str, tp: Any) -> Any:
+    """Turn an environment string into the field's type (YAML scalar rules, lists comma-separated)."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if raw.strip().lower() in ("", "null", "none"):
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, list)) and origin is not dict:
+        value = raw
+    ok, _ = _matches(value, tp)
+    return value if ok else raw
+
+
+def env_overrides(environ: typing.Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Read SOLLAMA_<SECTION>_<KEY> (and the aliases) from the environment."""
+    data: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    for section, hints in _HINTS.items():
+        for key, tp in hints.items():
+            dotted = f"{section}.{key}"
+            names = [f"SOLLAMA_{section.upper()}_{key.upper()}"]
+            names = [n for n in ENV_ALIASES.get(dotted, []) if n not in names] + names
+            for var in names:
+                if var in environ:
+                    data.setdefault(section, {})[key] = _coerce_env(environ[var], tp)
+                    sources[dotted] = f"env:{var}"
+    return data, sources
+
+
+def _merge(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]], sources: dict[str, str],
+           label: str | dict[str, str]) -> None:
+    for section, body in over.items():
+        for key, value in body.items():
+            base.setdefault(section, {})[key] = value
+            dotted = f"{section}.{key}"
+            sources[dotted] = label[dotted] if isinstance(label, dict) else label
+
+
+def load_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read and validate one config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    return validate_mapping(parse_yaml(text, str(path)), str(path))
+
+
+def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[str, str] | None = None,
+                  flags: dict[str, Any] | None = None) -> Settings:
+    """Resolve the effective settings. `flags` maps "section.key" to values given on the command line."""
+    environ = os.environ if environ is None else environ
+    default_path = default_yaml_path()
+    merged = validate_mapping(parse_yaml(default_path.read_text(encoding="utf-8"), str(default_path)),
+                              str(default_path))
+    sources = {f"{s}.{k}": "default" for s, body in merged.items() for k in body}
+
+    path = config_file_path(config)
+    config_file = None
+    if path.exists():
+        _merge(merged, load_file(path), sources, f"file:{path}")
+        config_file = path
+    elif config or environ.get("SOLLAMA_CONFIG"):
+        raise ConfigError(f"config file not found: {path}", hint="create one with `sollama config init`")
+
+    env_data, env_sources = env_overrides(environ)
+    _merge(merged, validate_mapping(env_data, "environment"), sources, env_sources)
+
+    if flags:
+        flag_data: dict[str, dict[str, Any]] = {}
+        for dotted, value in flags.items():
+            if value is not None:
+                section, key = dotted.split(".", 1)
+                flag_data.setdefault(section, {})[key] = value
+        _merge(merged, validate_mapping(flag_data, "command line"), sources, "flag")
+
+    missing = [f"{s}.{k}" for s, hints in _HINTS.items() for k in hints if k not in merged.get(s, {})]
+    if missing:
+        raise ConfigError(f"{default_path}: built-in defaults lack {', '.join(missing)}")
+    built = {name: SECTIONS[name](**merged[name]) for name in SECTIONS}
+    return Settings(**built, sources=sources, config_file=config_file)
+
+
+def settings_as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The effective values, section by section (without the bookkeeping fields)."""
+    return {name: {f.name: getattr(getattr(settings, name), f.name) for f in fields(SECTIONS[name])}
+            for name in SECTIONS}
+
+
+@dataclass
+class ConfigEntry:
+    key: str
+    value: Any
+    source: str
+
+
+@dataclass
+class ConfigView:
+    """What `sollama config show` reports."""
+
+    config_file: str | None
+    entries: list[ConfigEntry]
+
+
+def describe(settings: Settings) -> ConfigView:
+    values = settings_as_dict(settings)
+    entries = [ConfigEntry(f"{s}.{k}", v, settings.sources.get(f"{s}.{k}", "default"))
+               for s, body in values.items() for k, v in body.items()]
+    return ConfigView(str(settings.config_file) if settings.config_file else None, entries)
+
+
+def write_example(target: Path, *, force: bool = False) -> Path:
+    """Copy the example config to `target`; refuses to overwrite unless `force`."""
+    from ollama_ops.errors import SollamaError
+
+    if target.exists() and not force:
+        raise SollamaError(f"{target} already exists", hint="use --force to overwrite it")
+    example = default_yaml_path().parent / "sollama.example.yaml"
+    text = example.read_text(encoding="utf-8") if example.is_file() else default_yaml_path().read_text("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target

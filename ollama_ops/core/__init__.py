@@ -1,0 +1,1 @@
+"""Pure cores: no I/O, no httpx/rich/psutil imports."""

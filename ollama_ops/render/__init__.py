@@ -1,0 +1,1 @@
+"""Renderers: turn service dataclasses into Rich tables, JSON, Markdown or charts. They compute nothing."""

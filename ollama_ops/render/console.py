@@ -1,0 +1,74 @@
+"""Consoles and the few display helpers every command uses (status to stderr, data to stdout).
+
+Consoles are built with markup and highlighting off, so model output, paths and server messages are printed
+verbatim; styled text is built with `rich.text.Text`, never with markup strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+
+def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:
+    no_color = bool(os.environ.get("NO_COLOR"))
+    return Console(file=file, stderr=stderr, markup=False, highlight=False, emoji=False,
+                   no_color=no_color, soft_wrap=False)
+
+
+def _styled(prefix: str, style: str, message: str) -> Text:
+    text = Text(prefix, style=style)
+    text.append(message)
+    return text
+
+
+def display_error(console: Console, message: str) -> None:
+    console.print(_styled("error: ", "bold red", message), soft_wrap=True)
+
+
+def display_warning(console: Console, message: str) -> None:
+    console.print(_styled("warning: ", "yellow", message), soft_wrap=True)
+
+
+def display_info(console: Console, message: str) -> None:
+    console.print(Text(message), soft_wrap=True)
+
+
+def display_success(console: Console, message: str) -> None:
+    console.print(_styled("✓ ", "green", message), soft_wrap=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses → dicts, paths → strings, datetimes → ISO 8601, enums → values (recursively)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("json_skip")}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def print_json(data: Any, file: TextIO | None = None) -> None:
+    """Exactly one JSON document on stdout."""
+    out = file or sys.stdout
+    out.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    out.flush()

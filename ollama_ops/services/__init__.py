@@ -1,0 +1,1 @@
+"""Services: one per job; they return dataclasses and never print or exit."""

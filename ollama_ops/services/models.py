@@ -1,0 +1,296 @@
+"""Installed models: list, show, import a local GGUF, remove, unload. Uses only the HTTP API, so it works
+against a remote server too."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ollama_ops.errors import ModelNotFound, SollamaError, UsageError
+
+GGUF_MAGIC = b"GGUF"
+
+
+class Progress(Protocol):
+    """What a long step reports to: the CLI passes a Rich progress bar, tests pass nothing."""
+
+    def start(self, label: str, total: int | None) -> None: ...
+    def advance(self, amount: int) -> None: ...
+    def status(self, text: str) -> None: ...
+
+
+class _Silent:
+    def start(self, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    size: int
+    family: str
+    parameter_size: str
+    quantization: str
+    modified: str
+    digest: str
+
+
+@dataclass
+class ModelDetails:
+    name: str
+    family: str
+    architecture: str
+    parameter_size: str
+    quantization: str
+    format: str
+    context_length: int | None
+    block_count: int | None
+    head_count: int | None
+    head_count_kv: int | None
+    embedding_length: int | None
+    parameters: dict[str, str]
+    capabilities: list[str]
+    template: str
+    system: str
+    model_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportResult:
+    name: str
+    file: str
+    digest: str
+    size: int
+    uploaded: bool  # False when the server already had the blob
+    statuses: list[str]
+
+
+@dataclass
+class RemoveResult:
+    name: str
+    removed: bool
+
+
+@dataclass
+class UnloadResult:
+    unloaded: list[str]
+
+
+def summarize(entry: dict[str, Any]) -> ModelSummary:
+    details = entry.get("details") or {}
+    return ModelSummary(name=str(entry.get("name") or entry.get("model") or ""), size=int(entry.get("size") or 0),
+                        family=str(details.get("family") or ""),
+                        parameter_size=str(details.get("parameter_size") or ""),
+                        quantization=str(details.get("quantization_level") or ""),
+                        modified=str(entry.get("modified_at") or ""), digest=str(entry.get("digest") or ""))
+
+
+def list_models(client: Any) -> list[ModelSummary]:
+    """Installed models, newest first."""
+    return sorted((summarize(m) for m in client.tags()), key=lambda m: m.modified, reverse=True)
+
+
+def arch_value(model_info: dict[str, Any], key: str) -> Any:
+    """`<architecture>.<key>` from `model_info` (e.g. llama.block_count)."""
+    arch = model_info.get("general.architecture", "")
+    return model_info.get(f"{arch}.{key}")
+
+
+def _parse_parameters(text: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            value = value.strip().strip('"')
+            params[key] = f"{params[key]}, {value}" if key in params else value
+    return params
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def details_from_show(name: str, shown: dict[str, Any]) -> ModelDetails:
+    """A ModelDetails from an `/api/show` answer."""
+    info = dict(shown.get("model_info") or {})
+    details = shown.get("details") or {}
+    return ModelDetails(
+        name=name, family=str(details.get("family") or ""), architecture=str(info.get("general.architecture") or ""),
+        parameter_size=str(details.get("parameter_size") or ""),
+        quantization=str(details.get("quantization_level") or ""), format=str(details.get("format") or ""),
+        context_length=_int_or_none(arch_value(info, "context_length")),
+        block_count=_int_or_none(arch_value(info, "block_count")),
+        head_count=_int_or_none(arch_value(info, "attention.head_count")),
+        head_count_kv=_int_or_none(arch_value(info, "attention.head_count_kv")),
+        embedding_length=_int_or_none(arch_value(info, "embedding_length")),
+        parameters=_parse_parameters(str(shown.get("parameters") or "")),
+        capabilities=list(shown.get("capabilities") or []), template=str(shown.get("template") or ""),
+        system=str(shown.get("system") or ""),
+        model_info={k: v for k, v in info.items() if not isinstance(v, list)},
+    )
+
+
+def installed_names(client: Any) -> list[str]:
+    return [m.name for m in list_models(client)]
+
+
+def closest_names(name: str, installed: list[str], limit: int = 5) -> list[str]:
+    """Installed names ordered by similarity to `name` (closest first)."""
+    import difflib
+
+    base = name.split(":")[0]
+    return sorted(installed, key=lambda n: (-difflib.SequenceMatcher(None, base, n.split(":")[0]).ratio(), n))[:limit]
+
+
+def not_found(client: Any, exc: ModelNotFound) -> ModelNotFound:
+    """Re-raise a 404 with the installed models listed, closest first."""
+    try:
+        names = closest_names(exc.model, installed_names(client))
+    except SollamaError:
+        return exc
+    return ModelNotFound(exc.model, installed=names, server_message=exc.server_message)
+
+
+def show_model(client: Any, name: str) -> ModelDetails:
+    try:
+        return details_from_show(name, client.show(name))
+    except ModelNotFound as exc:
+        raise not_found(client, exc) from None
+
+
+def sha256_file(path: Path, progress: Progress | None = None, chunk: int = 1 << 20) -> str:
+    progress = progress or _Silent()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+            progress.advance(len(block))
+    return "sha256:" + digest.hexdigest()
+
+
+def check_gguf(path: Path) -> int:
+    """Raise a clear error unless `path` is a readable GGUF file; returns its size."""
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if not path.is_file():
+        raise UsageError(f"not a file: {path}")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise SollamaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise UsageError(f"{path} is not a GGUF file (it starts with {magic!r}, expected b'GGUF')")
+    return path.stat().st_size
+
+
+def import_gguf(client: Any, path: Path, name: str, *, template: str | None = None, system: str | None = None,
+                parameters: dict[str, Any] | None = None, force: bool = False,
+                progress: Progress | None = None, expected_digest: str | None = None) -> ImportResult:
+    """Hash, upload (unless the server has the blob) and create model `name` from a local GGUF file."""
+    progress = progress or _Silent()
+    size = check_gguf(path)
+    if not force and name_taken(client, name):
+        raise SollamaError(f"a model named '{name}' already exists", hint="pick another --name or pass --force")
+    progress.start(f"sha256 {path.name}", size)
+    digest = sha256_file(path, progress)
+    if expected_digest and expected_digest.removeprefix("sha256:") != digest.removeprefix("sha256:"):
+        raise SollamaError(f"digest mismatch for {path}: expected {expected_digest}, got {digest}")
+    uploaded = False
+    if not client.blob_exists(digest):
+        progress.start(f"upload {path.name}", size)
+        client.upload_blob(digest, path, progress.advance)
+        uploaded = True
+    body: dict[str, Any] = {"model": name, "files": {path.name: digest}}
+    if template is not None:
+        body["template"] = template
+    if system is not None:
+        body["system"] = system
+    if parameters:
+        body["parameters"] = parameters
+    statuses = []
+    progress.start(f"create {name}", None)
+    for event in client.create(body):
+        status = str(event.get("status") or "")
+        if status:
+            statuses.append(status)
+            progress.status(status)
+    if not statuses or statuses[-1] != "success":
+        raise SollamaError(f"creating '{name}' did not finish (last status: {statuses[-1] if statuses else 'none'})")
+    return ImportResult(name=name, file=str(path), digest=digest, size=size, uploaded=uploaded, statuses=statuses)
+
+
+def normalize_name(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def name_taken(client: Any, name: str) -> bool:
+    return normalize_name(name) in {normalize_name(n) for n in installed_names(client)}
+
+
+def remove_model(client: Any, name: str) -> RemoveResult:
+    try:
+        client.delete(name)
+    except ModelNotFound as exc:
+        raise not_found(client, exc) from None
+    return RemoveResult(name=name, removed=True)
+
+
+def unload_models(client: Any, name: str | None = None, *, all_models: bool = False) -> UnloadResult:
+    """Unload one model (keep_alive 0) or every loaded one."""
+    if all_models:
+        targets = [str(m.get("name") or m.get("model")) for m in client.ps()]
+    elif name:
+        targets = [name]
+    else:
+        raise UsageError("name a model to unload, or pass --all")
+    for target in targets:
+        try:
+            client.unload(target)
+        except ModelNotFound as exc:
+            raise not_found(client, exc) from None
+    return UnloadResult(unloaded=targets)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs into Ollama parameters, values typed (int, float, bool, else string); repeated keys make lists."""
+    from ollama_ops.core.options import parse_option_value
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"expected KEY=VALUE, got {pair!r}")
+        typed = parse_option_value(value)
+        key = key.strip()
+        if key in out:
+            out[key] = (out[key] if isinstance(out[key], list) else [out[key]]) + [typed]
+        else:
+            out[key] = typed
+    return out
+
+
+def modified_age(modified: str, now: datetime | None = None) -> str:
+    """'2025-01-02T03:04:05.123+00:00' → '3 days ago' (best effort)."""
+    try:
+        when = datetime.fromisoformat(modified.replace("Z", "+00:00"))
+    except ValueError:
+        return modified
+    now = now or datetime.now(when.tzinfo)
+    secs = max(0, (now - when).total_seconds())
+    for unit, span in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= span:
+            n = int(secs // span)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "just now"
+
+

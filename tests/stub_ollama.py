@@ -1,0 +1,574 @@
+"""Scriptable Ollama protocol stub: a tiny raw-asyncio HTTP/1.1 server on loopback.
+
+Real Ollama cannot misbehave on demand; this stub can (status codes, mid-stream
+errors, malformed lines, abrupt disconnects, stalls) and it is fast enough
+(thousands of streamed req/s on one core) never to be the bottleneck of a load
+generator.  It mimics the wire format of Ollama v0.23.4 for the endpoints that
+sollama uses.  Stdlib only; importable without pytest.
+
+In-process::
+
+    with StubOllama(Script(tokens=4, token_delay=0.01)) as stub:
+        httpx.post(stub.url + "/api/generate", json={"model": "stub-model", "prompt": "hi"})
+        stub.configure(status=503)          # next requests get "server busy"
+
+As a separate process (prints ``READY <port>`` once listening; SIGINT/SIGTERM stop it)::
+
+    python tests/stub_ollama.py --port 0 --tokens 16 --first-token-delay 0.05 --token-delay 0.01
+"""
+
+import argparse
+import asyncio
+import collections
+import dataclasses
+import email.utils
+import hashlib
+import http
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+BUSY_ERROR = "server busy, please try again.  maximum pending requests exceeded"
+RUN_ERROR = "an error was encountered while running the model: stub fault"
+JSON_CT, TEXT_CT = "application/json; charset=utf-8", "text/plain; charset=utf-8"
+_CLOSE, _STALL = object(), object()  # driver actions besides bytes (write) and float (sleep)
+_END = b"0\r\n\r\n"
+_MAX_HEAD, _MAX_BODY = 64 * 1024, 64 * 1024 * 1024
+_date_cache = [0, ""]
+
+
+@dataclasses.dataclass
+class Script:
+    """How /api/generate and /api/chat behave; snapshotted at the start of each request.
+
+    ``*_after`` fault indices count token chunks already sent (0 = before the first
+    token, ``tokens`` = after the last token, before the final ``done`` chunk).
+    ``token_text`` may be a list; it is cycled for ``tokens`` chunks.
+    ``status`` makes inference endpoints answer that status with ``{"error": error}``
+    (default text: Ollama's "server busy" for 503).  ``malformed_after`` injects
+    ``malformed_line`` and then continues the stream normally.  With ``stream:false``
+    faults apply to the single response (disconnect/stall/500 error/malformed body).
+    """
+
+    tokens: int = 16
+    token_text: str | list[str] = "tok "
+    first_token_delay: float = 0.0
+    token_delay: float = 0.0
+    status: int | None = None
+    error: str | None = None
+    disconnect_after: int | None = None
+    error_after: int | None = None
+    malformed_after: int | None = None
+    malformed_line: str = "{not json"
+    stall_after: int | None = None
+    omit_eval_count: bool = False
+
+    def text(self, i: int) -> str:
+        t = self.token_text
+        return t if isinstance(t, str) else t[i % len(t)]
+
+
+def _date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True)]
+    return _date_cache[1]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _head(status: int, ctype: str, keep: bool, length: int | None) -> bytes:
+    size = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    close = "" if keep else "Connection: close\r\n"
+    return (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
+        f"Date: {_date()}\r\n{size}\r\n{close}\r\n"
+    ).encode()
+
+
+def _response(status: int, body: bytes, keep: bool, ctype: str = JSON_CT, head: bool = False) -> bytes:
+    return _head(status, ctype, keep, len(body)) + (b"" if head else body)
+
+
+def _json(status: int, obj, keep: bool) -> bytes:
+    return _response(status, json.dumps(obj, separators=(",", ":")).encode(), keep)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _norm(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
+
+
+def _is_zero(keep_alive) -> bool:
+    return keep_alive is not None and str(keep_alive).strip() in ("0", "0s", "0m", "0h", "0.0")
+
+
+class _Conn(asyncio.Protocol):
+    """One client connection: parses pipelined/keep-alive requests, drives responses."""
+
+    def __init__(self, stub: "StubOllama"):
+        self.stub, self.buf, self.t, self.task = stub, bytearray(), None, None
+
+    def connection_made(self, transport):
+        self.t = transport
+        self.stub._conns.add(self)
+
+    def connection_lost(self, exc):
+        self.stub._conns.discard(self)
+        if self.task is not None:
+            self.task.cancel()
+
+    def data_received(self, data):
+        self.buf += data
+        if self.task is None:
+            self._process()
+
+    def _fail(self, status: int):
+        self.buf.clear()
+        self.t.write(_response(status, http.HTTPStatus(status).phrase.encode(), False, TEXT_CT))
+        self.t.close()
+
+    def _process(self):
+        while self.task is None and not self.t.is_closing():
+            while self.buf[:2] == b"\r\n":
+                del self.buf[:2]
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return self._fail(431) if len(self.buf) > _MAX_HEAD else None
+            try:
+                lines = self.buf[:end].decode("latin-1").split("\r\n")
+                method, target, version = lines[0].split(" ")
+                hdrs = {}
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                clen = int(hdrs.get("content-length") or 0)
+            except ValueError:
+                return self._fail(400)
+            if "transfer-encoding" in hdrs or not 0 <= clen <= _MAX_BODY:
+                return self._fail(411 if "transfer-encoding" in hdrs else 413)
+            if len(self.buf) < end + 4 + clen:
+                return
+            body = bytes(self.buf[end + 4 : end + 4 + clen])
+            del self.buf[: end + 4 + clen]
+            conn = hdrs.get("connection", "").lower()
+            keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+            self.stub._dispatch(self, method, target.split("?", 1)[0], body, keep)
+
+    def run(self, gen, keep: bool):
+        """Drive a response generator synchronously while it needs no waiting.
+
+        bytes are written, a float > 0 is a sleep, _CLOSE closes abruptly (after
+        flushing), _STALL keeps the connection open; the first wait hands the rest
+        of the generator to an asyncio task, so zero-delay responses go out in one write.
+        """
+        out = bytearray()
+        for act in gen:
+            if act.__class__ is bytes:
+                out += act
+            elif act is _CLOSE or act is _STALL or act > 0:
+                self.t.write(out)
+                self.task = self.stub._loop.create_task(self._run_async(gen, act, keep))
+                return
+        self.t.write(out)
+        if not keep:
+            self.t.close()
+
+    async def _run_async(self, gen, act, keep: bool):
+        try:
+            while act is not None:
+                if act is _STALL:
+                    await self.stub._loop.create_future()  # until connection_lost/stop cancels us
+                if act is _CLOSE:
+                    self.buf.clear()
+                    self.t.close()
+                    return
+                if act.__class__ is bytes:
+                    self.t.write(act)
+                elif act > 0:
+                    await asyncio.sleep(act)
+                act = next(gen, None)
+            if not keep:
+                self.t.close()
+        finally:
+            self.task = None
+        self._process()  # pipelined requests that arrived meanwhile
+
+
+class StubOllama:
+    """Ollama stub server on 127.0.0.1 in a background thread (context manager).
+
+    Attributes: ``script`` (replace or mutate between tests), ``models`` (names
+    served by /api/tags), ``loaded`` (names shown by /api/ps; generate/chat load,
+    keep_alive 0 unloads), ``request_count``; ``requests`` is a list copy of the
+    last 1000 ``(method, path, json_body)`` tuples (json_body None if absent/invalid).
+    """
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        models=("stub-model:latest",),
+        loaded=(),
+        port: int = 0,
+        uvloop: bool = False,
+    ):
+        self.script = script or Script()
+        self.models = [_norm(m) for m in models]
+        self.loaded = {_norm(m) for m in loaded}
+        self.port, self._want_port, self._uvloop = port, port, uvloop
+        self.request_count = 0
+        self._requests = collections.deque(maxlen=1000)
+        self._lock = threading.Lock()
+        self._conns: set[_Conn] = set()
+        self._thread = self._loop = self._stopping = self._error = None
+        self._routes = {
+            ("GET", "/api/version"): lambda r, k: _json(200, {"version": "0.0.0-stub"}, k),
+            ("GET", "/api/tags"): self._tags,
+            ("GET", "/api/ps"): self._ps,
+            ("POST", "/api/show"): self._show,
+            ("DELETE", "/api/delete"): self._delete,
+            ("POST", "/api/generate"): lambda r, k: self._infer(r, k, False),
+            ("POST", "/api/chat"): lambda r, k: self._infer(r, k, True),
+        }
+
+    # -- public API -------------------------------------------------------------
+    url = property(lambda self: f"http://127.0.0.1:{self.port}")
+    host = property(lambda self: f"127.0.0.1:{self.port}")
+
+    @property
+    def requests(self) -> list[tuple[str, str, object]]:
+        with self._lock:
+            return list(self._requests)
+
+    def configure(self, **kw) -> Script:
+        """Replace the script with a copy of the current one updated with ``kw``."""
+        self.script = dataclasses.replace(self.script, **kw)
+        return self.script
+
+    def reset(self, script: Script | None = None):
+        """Back to a default (or given) script; clears the request record and counter."""
+        self.script = script or Script()
+        with self._lock:
+            self._requests.clear()
+            self.request_count = 0
+
+    def start(self) -> "StubOllama":
+        if self._thread is None:
+            ready, self._error = threading.Event(), None
+            self._thread = threading.Thread(target=self._main, args=(ready,), name="stub-ollama", daemon=True)
+            self._thread.start()
+            ready.wait(5)
+            if self._error is not None:
+                self._thread = None
+                raise self._error
+        return self
+
+    def stop(self):
+        """Close the listener and every connection (ending stalls); join the thread."""
+        if self._thread is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        except RuntimeError:  # loop already closed
+            pass
+        self._thread.join(2.5)
+        self._thread = None
+
+    __enter__ = start
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- event loop -------------------------------------------------------------
+    def _main(self, ready: threading.Event):
+        if self._uvloop:
+            import uvloop
+
+            self._loop = uvloop.new_event_loop()
+        else:
+            self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._serve(ready))
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            self._error = e
+            ready.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self, ready: threading.Event):
+        self._stopping = asyncio.Event()
+        server = await self._loop.create_server(lambda: _Conn(self), "127.0.0.1", self._want_port, backlog=1024)
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        await self._stopping.wait()
+        server.close()
+        for c in list(self._conns):
+            c.t.abort()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1)
+
+    # -- request handling ---------------------------------------------------------
+    def _dispatch(self, conn: _Conn, method: str, path: str, body: bytes, keep: bool):
+        try:
+            req = json.loads(body) if body else None
+        except ValueError:
+            req = ValueError
+        with self._lock:
+            self.request_count += 1
+            self._requests.append((method, path, None if req is ValueError else req))
+        if path == "/" and method in ("GET", "HEAD"):
+            return conn.run([_response(200, b"Ollama is running", keep, TEXT_CT, method == "HEAD")], keep)
+        route = self._routes.get((method, path))
+        if route is None:
+            return conn.run([_response(404, b"404 page not found", keep, TEXT_CT)], keep)
+        if method != "GET" and not isinstance(req, dict):
+            return conn.run([_json(400, {"error": "invalid request body"}, keep)], keep)
+        try:
+            resp = route(req, keep)
+        except Exception as e:  # noqa: BLE001 - a stub bug must not kill the connection loop
+            resp = _json(500, {"error": f"stub: {e!r}"}, keep)
+        conn.run([resp] if isinstance(resp, bytes) else resp, keep)
+
+    def _find(self, req: dict) -> str | None:
+        name = _norm(req.get("model") or req.get("name") or "")
+        return name if name in self.models else None
+
+    @staticmethod
+    def _details(name: str):
+        return (
+            hashlib.sha256(name.encode()).hexdigest(),
+            {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "llama",
+                "families": ["llama"],
+                "parameter_size": "135M",
+                "quantization_level": "Q8_0",
+            },
+        )
+
+    def _tags(self, req, keep):
+        out = []
+        for m in list(self.models):
+            digest, details = self._details(m)
+            out.append(
+                {
+                    "name": m,
+                    "model": m,
+                    "modified_at": "2025-01-01T00:00:00Z",
+                    "size": 145_000_000,
+                    "digest": digest,
+                    "details": details,
+                }
+            )
+        return _json(200, {"models": out}, keep)
+
+    def _ps(self, req, keep):
+        exp = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out = []
+        for m in sorted(self.loaded):
+            digest, details = self._details(m)
+            out.append(
+                {
+                    "name": m,
+                    "model": m,
+                    "size": 250_000_000,
+                    "size_vram": 250_000_000,
+                    "digest": digest,
+                    "details": details,
+                    "expires_at": exp,
+                    "context_length": 4096,
+                }
+            )
+        return _json(200, {"models": out}, keep)
+
+    def _show(self, req, keep):
+        name = self._find(req)
+        if name is None:
+            return _json(404, {"error": f"model '{req.get('model') or req.get('name')}' not found"}, keep)
+        _, details = self._details(name)
+        info = {
+            "general.architecture": "llama",
+            "general.parameter_count": 134515008,
+            "llama.context_length": 8192,
+            "llama.block_count": 30,
+            "llama.attention.head_count": 9,
+            "llama.attention.head_count_kv": 3,
+            "llama.embedding_length": 576,
+        }
+        return _json(
+            200,
+            {
+                "license": "",
+                "modelfile": f"# Modelfile generated by stub\nFROM {name}\n",
+                "parameters": 'stop                           "<|im_end|>"',
+                "template": "{{ .Prompt }}",
+                "details": details,
+                "model_info": info,
+                "capabilities": ["completion"],
+                "modified_at": "2025-01-01T00:00:00Z",
+            },
+            keep,
+        )
+
+    def _delete(self, req, keep):
+        name = self._find(req)
+        if name is None:
+            return _json(404, {"error": f"model '{req.get('model') or req.get('name')}' not found"}, keep)
+        self.models.remove(name)
+        self.loaded.discard(name)
+        return _response(200, b"", keep)
+
+    def _infer(self, req: dict, keep: bool, chat: bool):
+        s, t0 = self.script, time.perf_counter_ns()
+        if not (req.get("model") or req.get("name")):
+            return _json(400, {"error": "model is required"}, keep)
+        if s.status:
+            return _json(
+                s.status,
+                {"error": s.error or (BUSY_ERROR if s.status == 503 else f"stub error (status {s.status})")},
+                keep,
+            )
+        model = self._find(req)
+        if model is None:
+            return _json(
+                404, {"error": f'model "{req.get("model") or req.get("name")}" not found, try pulling it first'}, keep
+            )
+        base = {"model": model, "created_at": _now_iso()}
+        empty = base | ({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""})
+        if not (req.get("messages") if chat else req.get("prompt")):
+            unload = _is_zero(req.get("keep_alive"))
+            (self.loaded.discard if unload else self.loaded.add)(model)
+            return _json(200, empty | {"done": True, "done_reason": "unload" if unload else "load"}, keep)
+        self.loaded.add(model)
+        text = "".join(str(m.get("content", "")) for m in req["messages"]) if chat else str(req["prompt"])
+        n, reason = s.tokens, "stop"
+        num_predict = (req.get("options") or {}).get("num_predict")
+        if isinstance(num_predict, int) and 0 <= num_predict < n:
+            n, reason = num_predict, "length"
+        return self._generate(
+            s, base, n, reason, chat, req.get("stream") is not False, keep, max(1, len(text) // 4), t0
+        )
+
+    def _generate(self, s: Script, base, n, reason, chat, stream, keep, prompt_tokens, t0):
+        """Response generator for generate/chat (see _Conn.run for the action protocol).
+
+        Timings (ns) are measured: load = request parse to generation start, prompt_eval =
+        generation start to first token, eval = first to last token plus one token_delay
+        (so eval_count/eval_duration ~ 1/token_delay), total = request parse to final chunk.
+        """
+        t_load = time.perf_counter_ns()
+        start = time.monotonic()
+        field = b',"message":{"role":"assistant","content":' if chat else b',"response":'
+        post = b'},"done":false}\n' if chat else b',"done":false}\n'
+        model = json.dumps(base["model"]).encode()
+        pre = b'{"model":%s,"created_at":"%s"%s' % (model, base["created_at"].encode(), field)
+        if stream:
+            yield _head(200, "application/x-ndjson", keep, None)
+        texts, t_first, t_last = [], None, None
+        for i in range(n + 1):
+            if i == s.disconnect_after:
+                yield _CLOSE
+                return
+            if i == s.stall_after:
+                yield _STALL
+                return
+            if i == s.error_after:
+                err = {"error": s.error or RUN_ERROR}
+                yield _chunk(json.dumps(err).encode() + b"\n") + _END if stream else _json(500, err, keep)
+                return
+            if i == s.malformed_after:
+                bad = s.malformed_line.encode() + b"\n"
+                if not stream:
+                    yield _response(200, bad, keep)
+                    return
+                yield _chunk(bad)
+            if i == n:
+                break
+            delay = s.first_token_delay + i * s.token_delay
+            if delay:  # paced stream: fresh created_at per chunk, like Ollama
+                yield max(0.0, start + delay - time.monotonic())
+                pre = b'{"model":%s,"created_at":"%s"%s' % (model, _now_iso().encode(), field)
+            tok = s.text(i)
+            if stream:
+                yield _chunk(pre + json.dumps(tok).encode() + post)
+            texts.append(tok)
+            t_last = time.perf_counter_ns()
+            t_first = t_first or t_last
+        end = time.perf_counter_ns()
+        t_first, t_last = t_first or end, t_last or end
+        final = {"model": base["model"], "created_at": _now_iso()}
+        content = "" if stream else "".join(texts)
+        final |= {"message": {"role": "assistant", "content": content}} if chat else {"response": content}
+        final |= {"done": True, "done_reason": reason}
+        if not s.omit_eval_count:
+            final |= {
+                "total_duration": end - t0,
+                "load_duration": max(1, t_load - t0),
+                "prompt_eval_count": prompt_tokens,
+                "prompt_eval_duration": max(1, t_first - t_load),
+                "eval_count": len(texts),
+                "eval_duration": max(1000, t_last - t_first + int(s.token_delay * 1e9)),
+            }
+        body = json.dumps(final, separators=(",", ":")).encode()
+        yield _chunk(body + b"\n") + _END if stream else _response(200, body, keep)
+
+
+def main(argv=None):
+    """CLI: serve until SIGINT/SIGTERM, printing ``READY <port>`` once listening."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--model", action="append", help="served model name (repeatable)")
+    p.add_argument("--loaded", action="append", help="model shown as loaded by /api/ps (repeatable)")
+    p.add_argument("--uvloop", action="store_true", help="use uvloop if installed")
+    p.add_argument("--omit-eval-count", action="store_true")
+    fields = {
+        "tokens": int,
+        "token_text": str,
+        "first_token_delay": float,
+        "token_delay": float,
+        "status": int,
+        "error": str,
+        "disconnect_after": int,
+        "error_after": int,
+        "malformed_after": int,
+        "malformed_line": str,
+        "stall_after": int,
+    }
+    for name, typ in fields.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    a = p.parse_args(argv)
+    kw = {k: getattr(a, k) for k in fields if getattr(a, k) is not None}
+    if a.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            a.uvloop = False
+    stub = StubOllama(
+        Script(omit_eval_count=a.omit_eval_count, **kw),
+        models=a.model or ("stub-model:latest",),
+        loaded=a.loaded or (),
+        port=a.port,
+        uvloop=a.uvloop,
+    ).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"READY {stub.port}", flush=True)
+    while not done.wait(0.5):
+        pass
+    stub.stop()
+
+
+if __name__ == "__main__":
+    main()
