@@ -107,7 +107,7 @@ def _optional_modules() -> list[Any]:
     """Command modules that add themselves with `register(app)`."""
     import importlib
 
-    names = ["models", "server", "generate", "chat", "bench", "report"]
+    names = ["models", "server", "status", "doctor", "memory", "generate", "chat", "bench", "report"]
     modules = []
     for name in names:
         try:

@@ -1,0 +1,47 @@
+# sollama — the two commands that matter on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOLLAMA := $(VENV)/bin/sollama
+PYTHON ?= python3
+export SOLLAMA_TOOLS ?= $(HOME)/.cache/sollama/tools
+
+.PHONY: venv ollama model test test-unit test-ollama demo lint completions bench-tool clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+ollama:  ## build (or find) the pinned Ollama into $(SOLLAMA_TOOLS)/bin
+	bash scripts/install-ollama.sh >/dev/null
+
+model:   ## fetch the SmolLM2-135M GGUF into $(SOLLAMA_TOOLS)/models
+	bash scripts/fetch-test-model.sh >/dev/null
+
+test: venv ollama model  ## unit + integration tests against the real daemon
+	$(PY) -m pytest -q
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not ollama"
+
+test-ollama: venv ollama model
+	$(PY) -m pytest -q -m ollama
+
+demo: venv ollama model  ## start the daemon, import SmolLM2, show status, generate, bench
+	bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+completions: venv  ## regenerate completions/ after changing commands
+	for sh in bash zsh fish; do $(SOLLAMA) completion $$sh > completions/sollama.$$sh; done
+
+bench-tool: venv  ## the tool's own performance figures (benchmarks/)
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,47 @@
+"""Start-up cost: heavy libraries stay out of the paths that don't need them (DESIGN: CI calls sollama in loops).
+
+Timing itself is measured by benchmarks/startup_time.py; here we assert what gets imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import free_port
+
+PROBE = """
+import atexit, json, sys
+def report():
+    heavy = [m for m in ("httpx", "aiohttp", "plotext", "psutil") if m in sys.modules]
+    sys.__stderr__.write("\\nIMPORTED=" + json.dumps(heavy) + "\\n")
+atexit.register(report)
+sys.argv = ["sollama"] + sys.argv[1:]
+from ollama_ops.cli.app import main
+main()
+"""
+
+
+def imported_by(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+    line = [ln for ln in done.stderr.splitlines() if ln.startswith("IMPORTED=")]
+    assert line, done.stderr
+    return json.loads(line[-1].split("=", 1)[1])
+
+
+def test_help_imports_no_network_or_chart_library():
+    assert imported_by("--help") == []
+
+
+def test_version_imports_nothing_heavy():
+    assert imported_by("--version") == []
+
+
+@pytest.mark.parametrize("args", [["status"], ["generate", "-m", "m", "hi"]])
+def test_status_and_generate_skip_aiohttp_and_plotext(args):
+    heavy = imported_by("--host", f"127.0.0.1:{free_port()}", *args)
+    assert "aiohttp" not in heavy and "plotext" not in heavy, heavy
+    assert "httpx" in heavy  # proves the command really ran its client
