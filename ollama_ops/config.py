@@ -8,6 +8,7 @@ and the line/column, the unknown key with the nearest valid one, or the field pa
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import types
 import typing
@@ -192,7 +193,8 @@ def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return ok, list(value) if ok else value
     if origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        ok = isinstance(value, dict) and all(isinstance(k, str) and not isinstance(v, (dict, list))
+                                             for k, v in value.items())
         if ok:
             return True, {k: "" if v is None else str(v) for k, v in value.items()}
         return False, value
@@ -212,6 +214,8 @@ def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: 
     if isinstance(norm, (int, float)) and not isinstance(norm, bool):
         if norm != norm:  # NaN
             raise ConfigError(f"{origin}: {path} must be a number, got NaN")
+        if not math.isfinite(norm):
+            raise ConfigError(f"{origin}: {path} must be a finite number, got {norm}")
         if "min" in rules and norm < rules["min"]:
             raise ConfigError(f"{origin}: {path} must be >= {rules['min']}, got {norm}")
         if "max" in rules and norm > rules["max"]:
@@ -260,7 +264,7 @@ def _coerce_env(raw: str, tp: Any) -> Any:
         return None
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):  # e.g. a timestamp "2001-13-45"
         value = raw
     if isinstance(value, (dict, list)) and origin is not dict:
         value = raw

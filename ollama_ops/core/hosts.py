@@ -8,6 +8,7 @@ back to the default, and an empty host (":8080") means all interfaces for the se
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 DEFAULT_PORT = 11434
@@ -27,12 +28,19 @@ class HostAddress:
 
     @property
     def connect_host(self) -> str:
-        """Where a client on this machine connects: all-interfaces binds are reached over loopback."""
-        if self.host in ("", "0.0.0.0"):
+        """Where a client on this machine connects: all-interfaces binds are reached over loopback (as
+        Ollama's `ConnectableHost()`; an empty host, which Go's dialer takes as this machine, too)."""
+        if self.host == "":
             return "127.0.0.1"
-        if self.host == "::":
-            return "::1"
+        if self.is_unspecified:
+            return "::1" if ":" in (_parse_ip(self.host) or "") else "127.0.0.1"
         return self.host
+
+    @property
+    def is_unspecified(self) -> bool:
+        """True for an all-interfaces address (0.0.0.0, ::, and their other spellings)."""
+        ip = _parse_ip(self.host)
+        return ip is not None and ipaddress.ip_address(ip).is_unspecified
 
     @property
     def base_url(self) -> str:
@@ -52,7 +60,7 @@ class HostAddress:
     @property
     def is_local(self) -> bool:
         """True when the address names this machine (loopback or all-interfaces)."""
-        return self.is_loopback or self.host in ("", "0.0.0.0", "::")
+        return self.is_loopback or self.host == "" or self.is_unspecified
 
     def __str__(self) -> str:
         return self.base_url
@@ -63,21 +71,59 @@ def _join(host: str, port: int) -> str:
 
 
 def _split_host_port(hostport: str) -> tuple[str, str] | None:
-    """Go's net.SplitHostPort: 'h:p', '[v6]:p', ':p'; None when there is no port part."""
+    """Go's net.SplitHostPort: 'h:p', '[v6]:p', ':p'; None where Go returns an error."""
+    colon = hostport.rfind(":")
+    if colon < 0:
+        return None  # missing port
+    start, after = 0, 0
     if hostport.startswith("["):
         end = hostport.find("]")
-        if end < 0 or not hostport[end + 1:].startswith(":"):
-            return None
-        return hostport[1:end], hostport[end + 2:]
-    if hostport.count(":") != 1:
+        if end < 0 or end + 1 != colon:
+            return None  # missing ']', missing port, or too many colons
+        host = hostport[1:end]
+        start, after = 1, end + 1
+    else:
+        host = hostport[:colon]
+        if ":" in host:
+            return None  # too many colons
+    if "[" in hostport[start:] or "]" in hostport[after:]:
         return None
-    host, port = hostport.split(":")
-    return host, port
+    return host, hostport[colon + 1:]
+
+
+# Go's strings.TrimSpace (unicode.IsSpace) differs from str.strip(): it keeps \x1c-\x1f.
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+            "\u2028\u2029\u202f\u205f\u3000"
+_PORT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)  # what strconv.ParseInt(port, 10, 32) accepts
+
+
+def _port_number(port: str) -> int | None:
+    """The port's value where Go's ParseInt(port, 10, 32) accepts it ('+80', '080', '-0'), else None."""
+    if not _PORT_RE.fullmatch(port):
+        return None
+    digits = port.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 6:  # far beyond 65535 (and int() refuses very long strings)
+        return None
+    return -int(digits) if port.startswith("-") else int(digits)
+
+
+def _parse_ip(text: str) -> str | None:
+    """Go's net.ParseIP(text).String(), or None (IPv4-mapped IPv6 prints as IPv4; no zones)."""
+    if "%" in text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def parse_host(value: str | None) -> HostAddress:
-    """Resolve an OLLAMA_HOST-style string to an address, as Ollama itself does."""
-    text = (value or "").strip()
+    """Resolve an OLLAMA_HOST-style string to an address, as Ollama's `envconfig.Host()` does (including
+    its `Var()`: surrounding spaces and quotes are dropped)."""
+    text = (value or "").strip(_GO_SPACE).strip("\"'").strip(_GO_SPACE)
     default_port = str(DEFAULT_PORT)
     scheme, sep, hostport = text.partition("://")
     if not sep:
@@ -92,17 +138,14 @@ def parse_host(value: str | None) -> HostAddress:
     split = _split_host_port(hostport)
     if split is None:
         host, port = "127.0.0.1", default_port
-        try:
-            host = str(ipaddress.ip_address(hostport.strip("[]")))
-        except ValueError:
-            if hostport:
-                host = hostport
+        ip = _parse_ip(hostport.strip("[]"))
+        if ip is not None:
+            host = ip
+        elif hostport:
+            host = hostport
     else:
         host, port = split
-    try:
-        port_num = int(port, 10)
-        if not 0 <= port_num <= 65535:
-            raise ValueError
-    except ValueError:
+    port_num = _port_number(port)
+    if port_num is None or not 0 <= port_num <= 65535:
         port_num = int(default_port)
     return HostAddress(scheme=scheme, host=host, port=port_num, path=path)

@@ -8,6 +8,7 @@ arrives as a line `{"error": "..."}` although HTTP 200 was already sent.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +30,20 @@ class Timings:
 
     @classmethod
     def from_chunk(cls, obj: dict[str, Any]) -> Timings:
-        def ns(key: str) -> float:
+        def number(key: str) -> float:
+            # A metric that is missing, not a number, or beyond a float (a broken server) counts as 0.
             value = obj.get(key) or 0
-            return float(value) * NS if isinstance(value, (int, float)) else 0.0
+            try:
+                number = float(value) if isinstance(value, (int, float)) else 0.0
+            except OverflowError:
+                return 0.0
+            return number if math.isfinite(number) else 0.0
+
+        def ns(key: str) -> float:
+            return number(key) * NS
 
         def count(key: str) -> int:
-            value = obj.get(key) or 0
-            return int(value) if isinstance(value, (int, float)) else 0
+            return int(number(key))
 
         return cls(total=ns("total_duration"), load=ns("load_duration"),
                    prompt_eval=ns("prompt_eval_duration"), eval=ns("eval_duration"),
@@ -81,7 +89,7 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
     """Decode one NDJSON line; a line that is not a JSON object raises MalformedResponse naming its bytes."""
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         obj = None
     if not isinstance(obj, dict):
         raw = line if isinstance(line, str) else line.decode("utf-8", "replace")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from typing import Any
 
 from ollama_ops.errors import UsageError
@@ -52,6 +53,8 @@ def coerce_option(key: str, value: Any) -> Any:
             return value
     elif expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UsageError(f"option '{key}' must be a finite number, got {value!r}")
             return float(value)
     raise UsageError(f"option '{key}' must be {expected.__name__}, got {value!r}")
 

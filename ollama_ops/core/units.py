@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -11,6 +13,7 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_MAX_SIZE = 2**63 - 1
 _DURATION_RE = re.compile(r"(-?[0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -26,7 +29,11 @@ def parse_size(text: str | int) -> int:
     match = _SIZE_RE.match(str(text))
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"is not a size like '2GiB' or '500MB': {text!r:.40}")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    # Decimal, not float: '72057594037929k' must be exact, and a long digit string must not become inf.
+    value = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if value > _MAX_SIZE:
+        raise ValueError(f"is too large: {text!r:.40}")
+    return value
 
 
 def parse_reserve(value: str | int) -> tuple[str, float]:
@@ -46,12 +53,20 @@ def parse_reserve(value: str | int) -> tuple[str, float]:
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Seconds from a number or a Go duration string ('10m', '1h30m', '250ms'). Raises ValueError."""
+    """Seconds from a number or a Go duration string ('10m', '1h30m', '250ms'). Raises ValueError, also for
+    nan and infinities."""
     if isinstance(value, bool):
         raise ValueError("must be a duration, not true/false")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = value.strip()
+    try:
+        seconds = float(value) if isinstance(value, (int, float)) else _seconds(value.strip(), value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(f"is not a finite duration: {value!r:.40}")
+    return seconds
+
+
+def _seconds(text: str, value: object) -> float:
     try:
         return float(text)
     except ValueError:

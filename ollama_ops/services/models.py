@@ -4,8 +4,10 @@ against a remote server too."""
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,8 +42,16 @@ class ModelSummary:
     family: str
     parameter_size: str
     quantization: str
-    modified: str
+    modified: str  # ISO 8601, as the server reports it
+    modified_ago: str  # "3 days ago"
     digest: str
+
+
+@dataclass
+class ModelList:
+    """What `sollama models list` reports."""
+
+    models: list[ModelSummary]
 
 
 @dataclass
@@ -57,7 +67,7 @@ class ModelDetails:
     head_count: int | None
     head_count_kv: int | None
     embedding_length: int | None
-    parameters: dict[str, str]
+    parameters: dict[str, str | list[str]]  # a parameter given more than once (stop) is a list
     capabilities: list[str]
     template: str
     system: str
@@ -83,20 +93,26 @@ class RemoveResult:
 @dataclass
 class UnloadResult:
     unloaded: list[str]
+    still_loaded: list[str] = field(default_factory=list)  # asked to unload, but still in /api/ps after the wait
 
 
-def summarize(entry: dict[str, Any]) -> ModelSummary:
+def summarize(entry: dict[str, Any], now: datetime | None = None) -> ModelSummary:
+    """A ModelSummary from one `/api/tags` entry."""
     details = entry.get("details") or {}
-    return ModelSummary(name=str(entry.get("name") or entry.get("model") or ""), size=int(entry.get("size") or 0),
+    modified = str(entry.get("modified_at") or "")
+    size = entry.get("size")
+    return ModelSummary(name=str(entry.get("name") or entry.get("model") or ""),
+                        size=int(size) if isinstance(size, (int, float)) else 0,
                         family=str(details.get("family") or ""),
                         parameter_size=str(details.get("parameter_size") or ""),
                         quantization=str(details.get("quantization_level") or ""),
-                        modified=str(entry.get("modified_at") or ""), digest=str(entry.get("digest") or ""))
+                        modified=modified, modified_ago=modified_age(modified, now),
+                        digest=str(entry.get("digest") or ""))
 
 
-def list_models(client: Any) -> list[ModelSummary]:
+def list_models(client: Any, now: datetime | None = None) -> list[ModelSummary]:
     """Installed models, newest first."""
-    return sorted((summarize(m) for m in client.tags()), key=lambda m: m.modified, reverse=True)
+    return sorted((summarize(m, now) for m in client.tags()), key=lambda m: m.modified, reverse=True)
 
 
 def arch_value(model_info: dict[str, Any], key: str) -> Any:
@@ -105,13 +121,20 @@ def arch_value(model_info: dict[str, Any], key: str) -> Any:
     return model_info.get(f"{arch}.{key}")
 
 
-def _parse_parameters(text: str) -> dict[str, str]:
-    params: dict[str, str] = {}
+def _parse_parameters(text: str) -> dict[str, str | list[str]]:
+    """Ollama's `parameters` text (`stop "<|im_end|>"` per line) as a mapping; repeated keys become lists."""
+    params: dict[str, str | list[str]] = {}
     for line in (text or "").splitlines():
         key, _, value = line.strip().partition(" ")
         if key:
-            value = value.strip().strip('"')
-            params[key] = f"{params[key]}, {value}" if key in params else value
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if key in params:
+                before = params[key]
+                params[key] = (before if isinstance(before, list) else [before]) + [value]
+            else:
+                params[key] = value
     return params
 
 
@@ -135,7 +158,7 @@ def details_from_show(name: str, shown: dict[str, Any]) -> ModelDetails:
         parameters=_parse_parameters(str(shown.get("parameters") or "")),
         capabilities=list(shown.get("capabilities") or []), template=str(shown.get("template") or ""),
         system=str(shown.get("system") or ""),
-        model_info={k: v for k, v in info.items() if not isinstance(v, list)},
+        model_info={k: v for k, v in info.items() if v is not None and not isinstance(v, list)},
     )
 
 
@@ -237,7 +260,13 @@ def name_taken(client: Any, name: str) -> bool:
     return normalize_name(name) in {normalize_name(n) for n in installed_names(client)}
 
 
-def remove_model(client: Any, name: str) -> RemoveResult:
+def remove_model(client: Any, name: str, *, confirm: Callable[[str], bool] | None = None) -> RemoveResult:
+    """Delete model `name`. With `confirm`, the model must exist and `confirm(name)` must say yes first."""
+    if confirm is not None:
+        if not name_taken(client, name):
+            raise not_found(client, ModelNotFound(name))
+        if not confirm(name):
+            return RemoveResult(name=name, removed=False)
     try:
         client.delete(name)
     except ModelNotFound as exc:
@@ -245,8 +274,11 @@ def remove_model(client: Any, name: str) -> RemoveResult:
     return RemoveResult(name=name, removed=True)
 
 
-def unload_models(client: Any, name: str | None = None, *, all_models: bool = False) -> UnloadResult:
-    """Unload one model (keep_alive 0) or every loaded one."""
+def unload_models(client: Any, name: str | None = None, *, all_models: bool = False, wait: float = 10.0,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> UnloadResult:
+    """Unload one model (keep_alive 0) or every loaded one, then wait up to `wait` seconds until `/api/ps`
+    no longer lists them (the server answers at once and frees the memory a moment later)."""
     if all_models:
         targets = [str(m.get("name") or m.get("model")) for m in client.ps()]
     elif name:
@@ -258,25 +290,24 @@ def unload_models(client: Any, name: str | None = None, *, all_models: bool = Fa
             client.unload(target)
         except ModelNotFound as exc:
             raise not_found(client, exc) from None
-    return UnloadResult(unloaded=targets)
+    wanted = {normalize_name(t) for t in targets}
+    deadline = clock() + wait
+    while True:
+        loaded = [str(m.get("name") or m.get("model")) for m in client.ps()]
+        still = [n for n in loaded if normalize_name(n) in wanted]
+        if not still or clock() >= deadline:
+            break
+        sleep(0.1)
+    return UnloadResult(unloaded=[t for t in targets if normalize_name(t) not in {normalize_name(n) for n in still}],
+                        still_loaded=still)
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """`k=v` pairs into Ollama parameters, values typed (int, float, bool, else string); repeated keys make lists."""
-    from ollama_ops.core.options import parse_option_value
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """`k=v` pairs into model parameters, typed by Ollama's option schema (the same as request options):
+    unknown names and wrong types are a UsageError; `stop` may repeat and is always a list."""
+    from ollama_ops.core.options import parse_options
 
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"expected KEY=VALUE, got {pair!r}")
-        typed = parse_option_value(value)
-        key = key.strip()
-        if key in out:
-            out[key] = (out[key] if isinstance(out[key], list) else [out[key]]) + [typed]
-        else:
-            out[key] = typed
-    return out
+    return parse_options(pairs)
 
 
 def modified_age(modified: str, now: datetime | None = None) -> str:
@@ -285,7 +316,11 @@ def modified_age(modified: str, now: datetime | None = None) -> str:
         when = datetime.fromisoformat(modified.replace("Z", "+00:00"))
     except ValueError:
         return modified
-    now = now or datetime.now(when.tzinfo)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     secs = max(0, (now - when).total_seconds())
     for unit, span in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if secs >= span:

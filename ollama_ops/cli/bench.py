@@ -1,0 +1,100 @@
+"""`sollama bench`: latency and throughput under a controlled load; every run stored in the history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ollama_ops.cli.context import JsonOption, use
+
+_LOAD = "Load"
+_REQ = "Requests"
+
+
+def bench(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to benchmark.", show_default=False)],
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", rich_help_panel=_LOAD,
+                                                    help="Closed loop: N requests in flight (default: "
+                                                         "bench.concurrency).")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", "-r", rich_help_panel=_LOAD,
+                                               help="Open loop: R requests per second.")] = None,
+    arrival: Annotated[str, typer.Option("--arrival", rich_help_panel=_LOAD,
+                                         help="Open-loop arrivals: poisson | constant.")] = "poisson",
+    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", rich_help_panel=_LOAD,
+                                                        help="Cap on requests in flight (open loop).")] = None,
+    requests: Annotated[int | None, typer.Option("--requests", "-n", rich_help_panel=_LOAD,
+                                                 help="Measured requests (default: bench.requests).")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", "-d", rich_help_panel=_LOAD,
+                                                 help="Send for this long instead (30s, 2m).")] = None,
+    warmup: Annotated[int | None, typer.Option("--warmup", rich_help_panel=_LOAD,
+                                               help="Warm-up requests, excluded from the figures.")] = None,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=_LOAD,
+                                      help="Seed for prompt choice and arrivals.")] = 0,
+    sweep: Annotated[bool, typer.Option("--sweep", rich_help_panel=_LOAD,
+                                        help="Double the load (1, 2, 4, … or R, 2R, …) until throughput stops "
+                                             "growing or the SLO breaks; report the knee.")] = False,
+    sweep_max: Annotated[int, typer.Option("--sweep-max", rich_help_panel=_LOAD,
+                                           help="Highest concurrency (or rate multiple) of a sweep.")] = 64,
+    api: Annotated[str | None, typer.Option("--api", rich_help_panel=_REQ, help="generate | chat.")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", "-p", rich_help_panel=_REQ,
+                                                help="short | medium | long, or a file (text lines or JSONL "
+                                                     "with prompt/messages).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", rich_help_panel=_REQ,
+                                                   help="num_predict per request.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE", rich_help_panel=_REQ,
+                                                     help="Any Ollama option (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", rich_help_panel=_REQ,
+                                                  help="Per-request limit; a stalled request counts as a "
+                                                       "timeout.")] = None,
+    slo: Annotated[str | None, typer.Option("--slo", help="Objectives for goodput, e.g. "
+                                                          "ttft=500ms,tpot=50ms,e2el=5s.")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="Name the run (for report/compare).")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Add terminal charts.")] = False,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Benchmark a model: TTFT, TPOT, ITL, E2EL, throughput and goodput; the run is stored for `sollama report`.
+
+    Examples: [bold]sollama bench -m smollm2:135m -c 4 -n 40[/bold] ·
+    [bold]sollama bench -m smollm2:135m --rate 2 --duration 30s --slo ttft=500ms[/bold] ·
+    [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold]
+    """
+    from ollama_ops.errors import Interrupted, ServerUnreachable
+    from ollama_ops.render.bench import BenchProgress, live_enabled, render_bench
+    from ollama_ops.services import bench as svc
+
+    obj = use(ctx, json=json)
+    config = svc.build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
+                              max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
+                              seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
+                              timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max)
+    if live_enabled(obj.err):
+        with BenchProgress(obj.err) as live:
+            result = svc.run_bench(config, on_progress=live.update)
+    else:
+        result = svc.run_bench(config)
+    obj.emit(result, render_bench)
+    if report and not obj.json:
+        _charts(obj, result)
+    if result.status == "interrupted":
+        raise Interrupted(f"bench interrupted: {result.summary.requests_ok + result.summary.requests_failed} "
+                          f"request(s) kept in run #{result.run_id}")
+    if result.status == "failed":
+        raise ServerUnreachable(f"the server stopped answering; run #{result.run_id} kept "
+                                f"{result.summary.requests_ok} successful request(s) and is marked failed")
+
+
+def _charts(obj: object, result: object) -> None:
+    from ollama_ops.render.console import display_warning
+
+    try:
+        from ollama_ops.render.charts import bench_charts
+
+        bench_charts(obj.out, result)  # type: ignore[attr-defined]
+    except (ImportError, NotImplementedError):
+        display_warning(obj.err, "charts are not available in this build")  # type: ignore[attr-defined]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

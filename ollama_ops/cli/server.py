@@ -1,0 +1,248 @@
+"""`sollama start | stop | restart | logs | cleanup | service`: the local daemon's lifecycle."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ollama_ops.cli.context import AppContext, JsonOption, use
+
+if TYPE_CHECKING:
+    from ollama_ops.services.launch import LaunchPlan
+
+service_app = typer.Typer(help="Run sollama's daemon under a service manager (systemd).", no_args_is_help=True)
+
+HostOption = typer.Option("--host", "-H", metavar="ADDR", help="Address to serve on (same as the global --host).")
+TimeoutOption = typer.Option("--timeout", metavar="SECONDS", min=0.1,
+                             help="Seconds to wait for readiness (default server.start_timeout); exit 5 past it.")
+EnvOption = typer.Option("--env", "-e", metavar="KEY=VAL", help="Extra environment for ollama serve (repeatable).")
+BinaryOption = typer.Option("--binary", metavar="PATH", help="The ollama executable (default: SOLLAMA_OLLAMA_BIN, "
+                                                              "config, PATH, then the tools cache).")
+EnforceOption = typer.Option("--enforce/--no-enforce", help="Run under a hard cgroup memory cap (systemd-run) "
+                                                            "where available (default memory.enforce).")
+StopTimeoutOption = typer.Option("--timeout", metavar="SECONDS", min=0.0,
+                                 help="Seconds to wait after SIGTERM before SIGKILL.")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("start")(start)
+    root.command("stop")(stop)
+    root.command("restart")(restart)
+    root.command("logs")(logs)
+    root.command("cleanup")(cleanup)
+    root.add_typer(service_app, name="service")
+
+
+def _context(ctx: typer.Context, host: str | None, json: bool = False) -> AppContext:
+    obj = use(ctx, json=json)
+    if host:
+        obj.host = host
+        obj._settings = None
+    return obj
+
+
+def _spinner(obj: AppContext) -> Any:
+    def spinner(message: str) -> AbstractContextManager[Any]:
+        return obj.err.status(message) if obj.err.is_terminal and not obj.json else nullcontext()
+
+    return spinner
+
+
+def _plan(obj: AppContext, binary: str | None, env: list[str] | None, enforce: bool | None) -> LaunchPlan:
+    from ollama_ops.services.launch import plan_launch
+
+    return plan_launch(obj.settings, binary=binary, env_pairs=env, enforce=enforce)
+
+
+def _start(obj: AppContext, plan: LaunchPlan, timeout: float | None) -> Any:
+    """Start, showing the daemon's last log lines on stderr when it dies or times out."""
+    from ollama_ops.render.server import render_log_tail
+    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut, start_server
+
+    try:
+        return start_server(obj.settings, plan, timeout=timeout, spinner=_spinner(obj))
+    except (DaemonDiedAtStart, StartTimedOut) as exc:
+        render_log_tail(obj.err, exc.log_tail, f"last lines of {plan.log}")
+        raise
+
+
+def start(
+    ctx: typer.Context,
+    host: Annotated[str | None, HostOption] = None,
+    timeout: Annotated[float | None, TimeoutOption] = None,
+    env: Annotated[list[str] | None, EnvOption] = None,
+    binary: Annotated[str | None, BinaryOption] = None,
+    enforce: Annotated[bool | None, EnforceOption] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and environment; start nothing.")]
+    = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Run attached (systemd, containers): forward "
+                                                                  "SIGINT/SIGTERM, exit with its code.")] = False,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Start the shared `ollama serve` detached, or report the one already running (exit 0).
+
+    Exits 1 when the port is held by something else or the daemon dies at start (its last log lines are shown),
+    and 5 when it is not ready within --timeout (it is stopped again).
+
+    Example: [bold]sollama start --host 127.0.0.1:11434 -e OLLAMA_DEBUG=1[/bold]
+    """
+    from ollama_ops.render.server import render_notes, render_start
+    from ollama_ops.services.lifecycle import dry_run as plan_only
+    from ollama_ops.services.lifecycle import run_foreground
+
+    obj = _context(ctx, host, json)
+    plan = _plan(obj, binary, env, enforce)
+    if dry_run:
+        result = plan_only(plan)
+    elif foreground:
+        render_notes(obj.err, plan.notes, plan.warnings)
+        raise typer.Exit(run_foreground(obj.settings, plan))
+    else:
+        result = _start(obj, plan, timeout)
+    render_notes(obj.err, result.notes, result.warnings)
+    obj.emit(result, render_start)
+
+
+def stop(
+    ctx: typer.Context,
+    timeout: Annotated[float, StopTimeoutOption] = 10.0,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process verified by pid,
+    creation time and command line is signalled. A stale pid file is removed; nothing running exits 0.
+
+    Example: [bold]sollama stop --timeout 30[/bold]
+    """
+    from ollama_ops.render.server import render_notes, render_stop
+    from ollama_ops.services.lifecycle import stop_server
+
+    obj = use(ctx, json=json)
+    result = stop_server(obj.settings, timeout=timeout)
+    render_notes(obj.err, result.notes)
+    obj.emit(result, render_stop)
+
+
+def restart(
+    ctx: typer.Context,
+    host: Annotated[str | None, HostOption] = None,
+    timeout: Annotated[float, StopTimeoutOption] = 10.0,
+    start_timeout: Annotated[float | None, typer.Option("--start-timeout", metavar="SECONDS", min=0.1,
+                                                        help="Readiness wait (default server.start_timeout).")]
+    = None,
+    env: Annotated[list[str] | None, EnvOption] = None,
+    binary: Annotated[str | None, BinaryOption] = None,
+    enforce: Annotated[bool | None, EnforceOption] = None,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Stop the daemon (as `stop`), then start it again with the same settings (as `start`)."""
+    from ollama_ops.render.server import render_notes, render_restart
+    from ollama_ops.services.lifecycle import RestartResult, stop_server
+
+    obj = _context(ctx, host, json)
+    plan = _plan(obj, binary, env, enforce)
+    stopped = stop_server(obj.settings, timeout=timeout)
+    result = RestartResult(stopped, _start(obj, plan, start_timeout))
+    render_notes(obj.err, stopped.notes + result.start.notes, result.start.warnings)
+    obj.emit(result, render_restart)
+
+
+def logs(
+    ctx: typer.Context,
+    lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", min=0, help="How many last lines.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the daemon exits "
+                                                                "or Ctrl-C.")] = False,
+    errors: Annotated[bool, typer.Option("--errors", help="Only error lines.")] = False,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """The daemon's log (its stdout and stderr), across rotated files.
+
+    Example: [bold]sollama logs -n 100 --errors[/bold]
+    """
+    from ollama_ops.edges.process import log_path
+    from ollama_ops.errors import UsageError
+    from ollama_ops.render.console import display_info
+    from ollama_ops.render.server import render_log_line, render_log_view
+    from ollama_ops.services.logs import daemon_alive, follow_log, read_log
+
+    obj = use(ctx, json=json)
+    if follow and obj.json:
+        raise UsageError("--follow prints lines as they come; it cannot be combined with --json")
+    view = read_log(lines, errors_only=errors)
+    if not view.exists and not follow:
+        display_info(obj.err, f"no daemon log yet ({view.path})")
+    obj.emit(view, render_log_view)
+    if not follow:
+        return
+    if not daemon_alive():
+        display_info(obj.err, "the daemon sollama started is not running; not following")
+        return
+    try:
+        for line in follow_log(log_path(), alive=daemon_alive, errors_only=errors):
+            render_log_line(obj.out, line)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def cleanup(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
+    = False,
+    stop_daemon: Annotated[bool, typer.Option("--stop", help="Also stop the daemon sollama started.")] = False,
+    older_than: Annotated[str | None, typer.Option("--older-than", metavar="AGE",
+                                                   help="Prune bench history older than AGE (30d, 2w, 12h).")]
+    = None,
+    orphans: Annotated[bool, typer.Option("--orphans/--no-orphans", help="Look for orphaned Ollama runner "
+                                                                         "processes to terminate.")] = True,
+    timeout: Annotated[float, StopTimeoutOption] = 10.0,
+    json: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Free what the daemon left behind: unload models, optionally stop it, remove stale pid/lock files,
+    rotate big logs, prune old bench history, and terminate orphaned runner processes. Shows the plan, asks,
+    then does it.
+
+    Example: [bold]sollama cleanup --stop --older-than 30d --yes[/bold]
+    """
+    from ollama_ops.errors import SollamaError, UsageError
+    from ollama_ops.render.server import render_cleanup, render_cleanup_plan, render_cleanup_report
+    from ollama_ops.services.cleanup import CleanupResult, parse_age, plan_cleanup, run_cleanup
+
+    obj = use(ctx, json=json)
+    age = parse_age(older_than) if older_than else None
+    plan = plan_cleanup(obj.settings, stop=stop_daemon, older_than=age, orphans=orphans, dry_run=dry_run)
+    if not obj.json:
+        render_cleanup_plan(obj.out, plan)
+    if dry_run or not plan.todo:
+        if obj.json:
+            obj.emit(CleanupResult(plan), render_cleanup)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to clean up without confirmation (stdin is not a terminal)",
+                             hint="review with --dry-run, then pass --yes")
+        if not typer.confirm("Go ahead?", default=False, err=True):
+            raise typer.Exit(1)
+    result = CleanupResult(plan, run_cleanup(obj.settings, plan, timeout=timeout))
+    obj.emit(result, lambda console, data: render_cleanup_report(console, data.report))
+    if result.report is not None and result.report.failed:
+        raise SollamaError("some cleanup steps failed (see above)")
+
+
+@service_app.command("unit")
+def service_unit(
+    ctx: typer.Context,
+    user: Annotated[bool, typer.Option("--user", help="A user unit (~/.config/systemd/user) instead of a system "
+                                                      "one.")] = False,
+) -> None:
+    """Print a systemd unit that runs `sollama start --foreground`.
+
+    Example: [bold]sollama service unit --user > ~/.config/systemd/user/sollama.service[/bold]
+    """
+    from ollama_ops.render.server import render_unit
+    from ollama_ops.services.lifecycle import service_unit as build_unit
+
+    obj = use(ctx)
+    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path))

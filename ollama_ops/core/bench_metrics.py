@@ -1,0 +1,218 @@
+"""Benchmark metric math (pure): per-request latencies, SLOs and goodput, and the run summary.
+
+Definitions (vLLM's, see DESIGN.md): TTFT = send → first chunk with text; E2EL = send → last chunk with text;
+TPOT = (E2EL − TTFT) / (output tokens − 1) when there is more than one output token; ITL = every gap between
+consecutive text chunks, pooled over requests; queue/overhead = E2EL − the server's total_duration. Throughput
+is a total over the wall time from the first send to the last response; goodput counts only the successful
+requests that meet every SLO given.
+
+`MetricsAccumulator` keeps the samples of a run in compact float arrays (8 bytes a value), so a long run's memory
+grows by a few bytes per request while the per-request rows themselves go to the store and are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollama_ops.core.stats import Distribution, describe, percentile
+from ollama_ops.core.units import parse_duration
+
+SLO_METRICS = ("ttft", "tpot", "e2el")
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency objectives in seconds; None = not set."""
+
+    ttft: float | None = None
+    tpot: float | None = None
+    e2el: float | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.ttft, self.tpot, self.e2el))
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k in SLO_METRICS if (v := getattr(self, k)) is not None}
+
+
+def parse_slo(text: str | None) -> SLO:
+    """'ttft=500ms,tpot=50ms,e2el=5s' → SLO. Raises ValueError naming the bad part."""
+    if not text or not text.strip():
+        return SLO()
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in SLO_METRICS:
+            raise ValueError(f"SLO part {part.strip()!r} is not one of ttft=, tpot=, e2el= with a duration "
+                             f"(e.g. ttft=500ms,tpot=50ms,e2el=5s)")
+        try:
+            seconds = parse_duration(raw.strip())
+        except ValueError as exc:
+            raise ValueError(f"SLO {key}: {exc}") from None
+        if not seconds > 0:
+            raise ValueError(f"SLO {key} must be positive, got {raw.strip()!r}")
+        values[key] = seconds
+    return SLO(**values)
+
+
+def request_latencies(send: float, text_times: Sequence[float]) -> tuple[float | None, float | None, list[float]]:
+    """(TTFT, E2EL, ITL gaps) from the send time and the arrival times of the chunks that carried text."""
+    if not text_times:
+        return None, None, []
+    gaps = [b - a for a, b in zip(text_times, text_times[1:], strict=False)]
+    return text_times[0] - send, text_times[-1] - send, gaps
+
+
+def tpot(ttft: float | None, e2el: float | None, output_tokens: int) -> float | None:
+    """Time per output token after the first; None when undefined (one token or less, or no latencies)."""
+    if ttft is None or e2el is None or output_tokens <= 1:
+        return None
+    return (e2el - ttft) / (output_tokens - 1)
+
+
+def queue_overhead(e2el: float | None, total_s: float | None) -> float | None:
+    """E2EL − server total_duration: time spent outside the server's own clock (HTTP, queueing before it)."""
+    if e2el is None or not total_s:
+        return None
+    return e2el - total_s
+
+
+def meets_slo(slo: SLO, ttft: float | None, tpot_s: float | None, e2el: float | None) -> bool:
+    """Whether one successful request meets every objective set. A TPOT objective does not apply to a request
+    with a single output token (its TPOT is undefined); a missing TTFT/E2EL fails its objective."""
+    if slo.ttft is not None and (ttft is None or ttft > slo.ttft):
+        return False
+    if slo.tpot is not None and tpot_s is not None and tpot_s > slo.tpot:
+        return False
+    return not (slo.e2el is not None and (e2el is None or e2el > slo.e2el))
+
+
+@dataclass
+class ServerBreakdown:
+    """Where a request's time went, by the server's account: medians over requests of each part's share of the
+    request's E2EL, and the medians in seconds. `queue` is E2EL − total_duration (client side, HTTP, queueing
+    before the server's timer); Ollama counts time waiting in its scheduler as `load`."""
+
+    load_share: float
+    prompt_eval_share: float
+    eval_share: float
+    queue_share: float
+    load_s: float
+    prompt_eval_s: float
+    eval_s: float
+    queue_s: float
+
+
+@dataclass
+class BenchSummary:
+    """The figures of one run (warm-up excluded). Throughputs are per second of wall time."""
+
+    requests_ok: int
+    requests_failed: int
+    errors: dict[str, int]
+    duration_s: float
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    output_tokens: int
+    prompt_tokens: int
+    output_tokens_source: str  # "server" | "chunks" | "mixed" | "none"
+    ttft: Distribution | None
+    tpot: Distribution | None
+    itl: Distribution | None
+    e2el: Distribution | None
+    breakdown: ServerBreakdown | None
+    slo: dict[str, float] = field(default_factory=dict)
+    goodput: float | None = None
+    slo_attainment: float | None = None
+
+
+def _median(values: Sequence[float]) -> float:
+    return percentile(values, 50) if values else math.nan
+
+
+class MetricsAccumulator:
+    """Collects per-request samples of one run and builds its BenchSummary."""
+
+    def __init__(self, slo: SLO | None = None) -> None:
+        self.slo = slo or SLO()
+        self.has_slo = bool(self.slo)
+        self.ok = 0
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+        self.output_tokens = 0
+        self.prompt_tokens = 0
+        self.sources: set[str] = set()
+        self.good = 0
+        self.send = array("d")  # send offsets of successful requests (for latency-over-time charts)
+        self.ttft = array("d")
+        self.e2el = array("d")
+        self.tpot = array("d")
+        self.itl = array("d")
+        self.parts: dict[str, array[float]] = {k: array("d") for k in ("load", "prompt_eval", "eval", "queue")}
+        self.shares: dict[str, array[float]] = {k: array("d") for k in ("load", "prompt_eval", "eval", "queue")}
+
+    def add(self, record: Any, send_offset: float = 0.0) -> None:
+        """Add one request (a `bench_model.RequestRecord` or anything with its fields)."""
+        if not record.ok:
+            self.failed += 1
+            kind = record.error_kind or "error"
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            return
+        self.ok += 1
+        self.output_tokens += record.output_tokens
+        self.prompt_tokens += record.prompt_tokens
+        self.sources.add(record.output_tokens_source)
+        t_first, t_end = record.ttft, record.e2el
+        t_pot = tpot(t_first, t_end, record.output_tokens)
+        if t_first is not None and t_end is not None:
+            self.send.append(send_offset)
+            self.ttft.append(t_first)
+            self.e2el.append(t_end)
+        if t_pot is not None:
+            self.tpot.append(t_pot)
+        self.itl.extend(record.itl)
+        if self.has_slo and meets_slo(self.slo, t_first, t_pot, t_end):
+            self.good += 1
+        if record.total_s and t_end:
+            values = {"load": record.load_s or 0.0, "prompt_eval": record.prompt_eval_s or 0.0,
+                      "eval": record.eval_s or 0.0, "queue": record.queue_s or 0.0}
+            for key, value in values.items():
+                self.parts[key].append(value)
+                self.shares[key].append(value / t_end)
+
+    @property
+    def count(self) -> int:
+        return self.ok + self.failed
+
+    def summary(self, duration_s: float) -> BenchSummary:
+        """The run summary over `duration_s` seconds of wall time (first send → last response)."""
+        def per_second(total: float) -> float:
+            return total / duration_s if duration_s > 0 else 0.0
+
+        breakdown = None
+        if len(self.parts["eval"]):
+            breakdown = ServerBreakdown(
+                load_share=_median(self.shares["load"]), prompt_eval_share=_median(self.shares["prompt_eval"]),
+                eval_share=_median(self.shares["eval"]), queue_share=_median(self.shares["queue"]),
+                load_s=_median(self.parts["load"]), prompt_eval_s=_median(self.parts["prompt_eval"]),
+                eval_s=_median(self.parts["eval"]), queue_s=_median(self.parts["queue"]))
+        sources = set(self.sources)
+        source = "none" if not sources else sources.pop() if len(sources) == 1 else "mixed"
+        return BenchSummary(
+            requests_ok=self.ok, requests_failed=self.failed, errors=dict(sorted(self.errors.items())),
+            duration_s=duration_s, request_throughput=per_second(self.ok),
+            output_throughput=per_second(self.output_tokens),
+            total_token_throughput=per_second(self.output_tokens + self.prompt_tokens),
+            output_tokens=self.output_tokens, prompt_tokens=self.prompt_tokens, output_tokens_source=source,
+            ttft=describe(self.ttft), tpot=describe(self.tpot), itl=describe(self.itl), e2el=describe(self.e2el),
+            breakdown=breakdown, slo=self.slo.as_dict(),
+            goodput=per_second(self.good) if self.slo else None,
+            slo_attainment=(self.good / self.count if self.count else 0.0) if self.slo else None)

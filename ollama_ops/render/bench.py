@@ -1,0 +1,139 @@
+"""Rich views of `sollama bench`: the summary tables and the live progress line (stderr, terminals only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ollama_ops.core.units import format_seconds
+from ollama_ops.render.console import display_warning
+
+
+def _ms(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value * 1000:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value * 100:.1f}%"
+
+
+def _load_text(load: dict[str, Any]) -> str:
+    if load.get("rate"):
+        text = f"rate {load['rate']:g}/s ({load.get('arrival') or 'poisson'})"
+        if load.get("max_concurrency"):
+            text += f", max concurrency {load['max_concurrency']}"
+    else:
+        text = f"concurrency {load.get('concurrency')}"
+    size = f"{load['requests']} requests" if load.get("duration") is None else f"{load['duration']:g} s"
+    return f"{text}, {size}, warm-up {load.get('warmup', 0)}"
+
+
+def render_bench(console: Console, result: Any) -> None:
+    """The run's figures: throughput, latency distributions (ms), server breakdown, SLO, sweep steps."""
+    s = result.summary
+    head = Table(show_header=False, box=None, pad_edge=False)
+    head.add_column(style="bold")
+    head.add_column()
+    rows = [
+        ("run", f"#{result.run_id} ({result.status})" + (f" label {result.label}" if result.label else "")),
+        ("model", f"{result.model} @ {result.host}" + (f" (Ollama {result.ollama_version})"
+                                                        if result.ollama_version else "")),
+        ("load", _load_text(result.load) + f", api {result.api}"),
+        ("requests", f"{s.requests_ok} ok, {s.requests_failed} failed" + (
+            " (" + ", ".join(f"{k} ×{n}" for k, n in s.errors.items()) + ")" if s.errors else "")),
+        ("duration", format_seconds(s.duration_s)),
+        ("throughput", f"{s.request_throughput:.2f} req/s · {s.output_throughput:.1f} output tok/s · "
+                       f"{s.total_token_throughput:.1f} total tok/s"),
+        ("tokens", f"{s.output_tokens} output ({s.output_tokens_source}), {s.prompt_tokens} prompt"),
+    ]
+    if s.slo:
+        slo = ", ".join(f"{k}≤{format_seconds(v)}" for k, v in s.slo.items())
+        rows.append(("SLO", f"{slo}: attainment {_pct(s.slo_attainment)}, goodput {s.goodput or 0:.2f} req/s"))
+    for key, value in rows:
+        head.add_row(Text(key), Text(value))
+    console.print(head)
+
+    table = Table(title="latency (ms)", title_justify="left")
+    table.add_column("metric")
+    for col in ("n", "mean", "p50", "p90", "p95", "p99", "max"):
+        table.add_column(col, justify="right")
+    for name in ("ttft", "tpot", "itl", "e2el"):
+        d = getattr(s, name)
+        if d is None:
+            table.add_row(name.upper(), "0", *["-"] * 6)
+            continue
+        table.add_row(name.upper(), str(d.n), _ms(d.mean), _ms(d.p50), _ms(d.p90), _ms(d.p95), _ms(d.p99),
+                      _ms(d.max))
+    console.print(table)
+
+    b = s.breakdown
+    if b is not None:
+        parts = Table(title="server breakdown (median per request)", title_justify="left")
+        for col in ("part", "ms", "share of E2EL"):
+            parts.add_column(col, justify="left" if col == "part" else "right")
+        for label, sec, share in (("load (incl. scheduler queue)", b.load_s, b.load_share),
+                                  ("prompt eval", b.prompt_eval_s, b.prompt_eval_share),
+                                  ("eval", b.eval_s, b.eval_share),
+                                  ("queue + overhead (E2EL − total)", b.queue_s, b.queue_share)):
+            parts.add_row(label, _ms(sec), _pct(share))
+        console.print(parts)
+
+    if result.sweep is not None:
+        render_sweep(console, result.sweep)
+    for warning in result.warnings:
+        display_warning(console, warning)
+
+
+def render_sweep(console: Console, sweep: Any) -> None:
+    table = Table(title=f"sweep {sweep.sweep_id}: {sweep.stop_reason}", title_justify="left")
+    for col in ("step", "load", "run", "req/s", "out tok/s", "gain", "TTFT p50", "E2EL p50", "SLO", "knee"):
+        table.add_column(col, justify="right")
+    for st in sweep.steps:
+        load = f"rate {st.rate:g}/s" if st.rate else f"c={st.concurrency}"
+        knee = "◀" if sweep.knee is not None and st.run_id == sweep.knee.run_id else ""
+        table.add_row(str(st.step + 1), load, f"#{st.run_id}", f"{st.request_throughput:.2f}",
+                      f"{st.output_throughput:.1f}", "-" if st.gain_pct is None else f"{st.gain_pct:+.0f}%",
+                      _ms(st.ttft_p50), _ms(st.e2el_p50),
+                      "-" if st.slo_attainment is None else _pct(st.slo_attainment), knee)
+    console.print(table)
+    if sweep.knee is not None:
+        k = sweep.knee
+        where = f"rate {k.rate:g}/s" if k.rate else f"concurrency {k.concurrency}"
+        console.print(Text(f"knee: {where} ({k.output_throughput:.1f} output tok/s, run #{k.run_id})"))
+    else:
+        console.print(Text("knee: none (no load met the SLO)"))
+
+
+class BenchProgress:
+    """A one-line live view on stderr; `update` is the bench service's progress callback."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.live = Live(Text(""), console=console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> BenchProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+
+    def update(self, p: Any) -> None:
+        done = f"{p.done}/{p.total}" if p.total else str(p.done)
+        timing = f"{p.elapsed_s:.1f}s" + (f"/{p.duration_s:g}s" if p.duration_s else "")
+        text = Text(f"{p.step}{p.phase}: {done} done, {p.failed} failed, {p.in_flight} in flight, {timing}")
+        self.live.update(text)
+
+
+def live_enabled(console: Console) -> bool:
+    """Live widgets only on a real terminal without NO_COLOR."""
+    import os
+
+    return console.is_terminal and not os.environ.get("NO_COLOR") and not console.is_dumb_terminal

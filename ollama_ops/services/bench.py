@@ -1,0 +1,399 @@
+"""`sollama bench`: measure latency and throughput under a controlled load, and store every request.
+
+`run_bench(config)` does one run or a sweep: it checks the server and model, fixes the payloads, runs the warm-up
+and measured phases on aiohttp (`bench_runner`), writes request rows to the history as it goes (batched
+commits), and returns a `BenchResult`. Ctrl-C or a dead server end the run early: what was measured is kept and
+the run is marked interrupted / failed. The caller decides the exit code from `BenchResult.status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollama_ops import __version__
+from ollama_ops.bench_model import RequestRecord, RunMeta
+from ollama_ops.core.bench_metrics import SLO, BenchSummary, MetricsAccumulator
+from ollama_ops.core.prompts import BUILTIN_SETS, builtin_prompts, parse_prompt_file, plan_payloads
+from ollama_ops.errors import UsageError
+from ollama_ops.services.bench_runner import LoadSpec, Runner
+from ollama_ops.services.bench_session import open_session, preflight, system_facts
+
+FLUSH_ROWS = 64
+FLUSH_SECONDS = 0.5
+PROGRESS_SECONDS = 0.25
+CHUNKS_WARNING = ("the server sent no eval_count: output tokens were counted as text chunks, which may differ "
+                  "from the model's tokens")
+
+
+@dataclass
+class BenchConfig:
+    """Everything one `sollama bench` invocation asks for."""
+
+    model: str
+    base_url: str
+    host: str = ""
+    load: LoadSpec = field(default_factory=LoadSpec)
+    api: str = "generate"
+    prompts: str = "short"
+    max_tokens: int | None = 64
+    options: dict[str, Any] = field(default_factory=dict)
+    slo: SLO = field(default_factory=SLO)
+    timeout: float = 120.0
+    connect_timeout: float = 3.0
+    label: str | None = None
+    sweep: bool = False
+    sweep_max: int = 64  # highest concurrency (or rate multiple) a sweep tries
+    store_path: str | Path | None = None
+
+
+@dataclass
+class Progress:
+    """A snapshot for the live view."""
+
+    phase: str  # "warmup" | "run"
+    done: int
+    failed: int
+    total: int | None
+    elapsed_s: float
+    duration_s: float | None
+    in_flight: int
+    step: str = ""
+
+
+@dataclass
+class SweepStep:
+    step: int
+    concurrency: int | None
+    rate: float | None
+    run_id: int
+    status: str
+    request_throughput: float
+    output_throughput: float
+    ttft_p50: float | None
+    e2el_p50: float | None
+    slo_attainment: float | None
+    meets_slo: bool
+    gain_pct: float | None
+
+
+@dataclass
+class SweepResult:
+    sweep_id: str
+    steps: list[SweepStep]
+    knee: SweepStep | None  # the highest load that met the SLO (or, without one, before saturation)
+    stop_reason: str
+
+
+@dataclass
+class BenchSeries:
+    """Per-request samples of the measured phase for charts (successful requests; seconds)."""
+
+    send_s: list[float] = field(default_factory=list)
+    ttft_s: list[float] = field(default_factory=list)
+    e2el_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BenchResult:
+    """One bench run (for a sweep: its last step, with the sweep's steps and knee)."""
+
+    run_id: int
+    status: str  # "completed" | "interrupted" | "failed"
+    model: str
+    host: str
+    api: str
+    label: str | None
+    ollama_version: str | None
+    model_digest: str | None
+    load: dict[str, Any]
+    summary: BenchSummary
+    warnings: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
+    sweep: SweepResult | None = None
+    database: str = ""
+    series: BenchSeries = field(default_factory=BenchSeries, metadata={"json_skip": True})
+
+
+# SLO attainment a sweep step needs to count as meeting the SLO, and the throughput gain below which more load
+# is judged useless (saturation).
+SLO_ATTAINMENT_TARGET = 0.90
+SATURATION_GAIN = 0.10
+
+
+class _Sink:
+    """Takes finished requests: batches them into the store, feeds the summary, reports progress."""
+
+    def __init__(self, store: Any, run_id: int, acc: MetricsAccumulator, epoch0: float,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.store, self.run_id, self.acc, self.epoch0 = store, run_id, acc, epoch0
+        self.progress = progress
+        self.rows: list[RequestRecord] = []
+        self.last_flush = self.last_progress = time.perf_counter()
+        self.done = self.failed = 0
+        self.chunk_counted = False
+
+    def __call__(self, record: RequestRecord) -> None:
+        self.rows.append(record)
+        if not record.warmup:
+            self.acc.add(record, record.send_time - self.epoch0)
+            self.done += 1
+            self.failed += not record.ok
+            if record.ok and record.output_tokens_source == "chunks":
+                self.chunk_counted = True
+        now = time.perf_counter()
+        if len(self.rows) >= FLUSH_ROWS or now - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+        if self.progress is not None and now - self.last_progress >= PROGRESS_SECONDS:
+            self.last_progress = now
+            self.progress(self.done, self.failed)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.store.add_requests(self.run_id, self.rows)
+            self.rows = []
+        self.last_flush = time.perf_counter()
+
+
+def load_prompts(spec: str) -> list[Any]:
+    """A built-in set name or a prompts file (text lines or JSONL)."""
+    if spec in BUILTIN_SETS:
+        return builtin_prompts(spec)
+    path = Path(spec).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read prompts file {path}: {exc.strerror or exc}",
+                         hint=f"or use a built-in set: {', '.join(BUILTIN_SETS)}") from None
+    try:
+        return parse_prompt_file(text, path.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_settings_dict(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
+    """The load settings stored with a run (what `report --compare` pairs runs by)."""
+    return {"concurrency": None if spec.open_loop else spec.concurrency, "rate": spec.rate,
+            "arrival": spec.arrival if spec.open_loop else None, "max_concurrency": spec.max_concurrency,
+            "requests": spec.requests, "duration": spec.duration, "warmup": spec.warmup,
+            "max_tokens": config.max_tokens, "prompts": config.prompts, "seed": spec.seed,
+            "options": dict(config.options), "timeout": config.timeout}
+
+
+def run_bench(config: BenchConfig, on_progress: Callable[[Progress], None] | None = None) -> BenchResult:
+    """Run the bench (one run or a sweep) and return its result; never prints."""
+    if config.api not in ("generate", "chat"):
+        raise UsageError(f"--api must be generate or chat, got {config.api!r}")
+    items = load_prompts(config.prompts)
+    try:
+        plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
+                             options=config.options, seed=config.load.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return asyncio.run(_main(config, plan, on_progress))
+
+
+async def _main(config: BenchConfig, plan: Any, on_progress: Callable[[Progress], None] | None) -> BenchResult:
+    from ollama_ops.edges.store import Store
+
+    system = system_facts()
+    async with open_session(config) as session:
+        facts = await preflight(session, config.model, config.base_url)
+        with Store(config.store_path) as store:
+            if not config.sweep:
+                return await _one_run(config, config.load, session, store, plan, facts, system, on_progress)
+            return await _sweep(config, session, store, plan, facts, system, on_progress)
+
+
+async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any, plan: Any,
+                   facts: dict[str, Any], system: dict[str, Any], on_progress: Callable[[Progress], None] | None,
+                   sweep_id: str | None = None, step: int | None = None) -> BenchResult:
+    load = load_settings_dict(config, spec)
+    meta = RunMeta(model=config.model, host=config.host, label=config.label, api=config.api,
+                   ollama_version=facts.get("version"), model_digest=facts.get("digest"), load=load,
+                   sollama_version=__version__, system=system, sweep_id=sweep_id, sweep_step=step)
+    run_id = store.create_run(meta)
+    acc = MetricsAccumulator(config.slo)
+    path = "/api/chat" if config.api == "chat" else "/api/generate"
+    runner: Runner | None = None
+    phase = {"name": "warmup", "t0": time.perf_counter(), "total": spec.warmup}
+    step_text = "" if step is None else (f"step {step + 1}: " + (f"rate {spec.rate:g}/s" if spec.open_loop
+                                                                   else f"concurrency {spec.concurrency}"))
+
+    def progress(done: int, failed: int) -> None:
+        if on_progress is not None and runner is not None:
+            on_progress(Progress(phase=str(phase["name"]), done=done, failed=failed,
+                                 total=phase["total"], elapsed_s=time.perf_counter() - float(phase["t0"]),  # type: ignore[arg-type]
+                                 duration_s=spec.duration if phase["name"] == "run" else None,
+                                 in_flight=runner.in_flight, step=step_text))
+
+    sink = _Sink(store, run_id, acc, 0.0, progress if on_progress else None)
+    runner = Runner(session, path, plan, sink)
+    sink.epoch0 = runner.epoch0
+    restore = _trap_sigint(runner)
+    try:
+        if spec.warmup:
+            progress(0, 0)
+            await runner.run_phase(0, spec, spec.warmup, None, warmup=True)
+        phase.update(name="run", t0=time.perf_counter(), total=spec.requests if spec.duration is None else None)
+        sink.done = sink.failed = 0
+        progress(0, 0)
+        await runner.run_phase(spec.warmup, spec, spec.requests if spec.duration is None else None,
+                               spec.duration, warmup=False)
+        progress(sink.done, sink.failed)
+    finally:
+        restore()
+        sink.flush()
+    summary = acc.summary(runner.wall_s)
+    status = {"interrupted": "interrupted", "server unreachable": "failed"}.get(runner.stop_reason or "",
+                                                                                "completed")
+    warnings = [CHUNKS_WARNING] if sink.chunk_counted else []
+    if summary.requests_ok == 0 and summary.requests_failed and status == "completed":
+        warnings.append("every request failed: " + ", ".join(f"{k} ×{n}" for k, n in summary.errors.items()))
+    store.finish_run(run_id, status, dataclasses.asdict(summary))
+    series = BenchSeries(send_s=list(acc.send), ttft_s=list(acc.ttft), e2el_s=list(acc.e2el))
+    return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
+                       label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
+                       load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
+                       database=str(store.path), series=series)
+
+
+def _trap_sigint(runner: Runner) -> Callable[[], None]:
+    """Ctrl-C stops the run gracefully (a second one is an ordinary KeyboardInterrupt)."""
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        runner.stop("interrupted")
+        loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (ValueError, RuntimeError):
+            pass
+
+    return restore
+
+
+def sweep_loads(spec: LoadSpec, highest: int) -> list[LoadSpec]:
+    """Concurrency 1, 2, 4, … up to `highest` (from --concurrency on), or rates R, 2R, 4R, … (`highest` × R)."""
+    steps = []
+    factor = 1
+    while factor <= highest:
+        if spec.open_loop:
+            steps.append(dataclasses.replace(spec, rate=(spec.rate or 1) * factor))
+        elif spec.concurrency * factor <= highest:
+            steps.append(dataclasses.replace(spec, concurrency=spec.concurrency * factor))
+        factor *= 2
+    return steps or [spec]
+
+
+async def _sweep(config: BenchConfig, session: Any, store: Any, plan: Any, facts: dict[str, Any],
+                 system: dict[str, Any], on_progress: Callable[[Progress], None] | None) -> BenchResult:
+    sweep_id = uuid.uuid4().hex[:12]
+    steps: list[SweepStep] = []
+    result: BenchResult | None = None
+    stop_reason = "reached the highest load"
+    for i, spec in enumerate(sweep_loads(config.load, config.sweep_max)):
+        result = await _one_run(config, spec, session, store, plan, facts, system, on_progress, sweep_id, i)
+        s = result.summary
+        previous = steps[-1] if steps else None
+        gain = (None if previous is None or previous.output_throughput <= 0
+                else s.output_throughput / previous.output_throughput - 1)
+        meets = not config.slo or (s.slo_attainment or 0) >= SLO_ATTAINMENT_TARGET
+        steps.append(SweepStep(step=i, concurrency=None if spec.open_loop else spec.concurrency, rate=spec.rate,
+                               run_id=result.run_id, status=result.status,
+                               request_throughput=s.request_throughput, output_throughput=s.output_throughput,
+                               ttft_p50=s.ttft.p50 if s.ttft else None, e2el_p50=s.e2el.p50 if s.e2el else None,
+                               slo_attainment=s.slo_attainment, meets_slo=meets and result.status == "completed",
+                               gain_pct=None if gain is None else gain * 100))
+        if result.status != "completed":
+            stop_reason = f"run {result.status}"
+            break
+        if not meets:
+            stop_reason = f"SLO attainment below {SLO_ATTAINMENT_TARGET:.0%}"
+            break
+        if gain is not None and gain < SATURATION_GAIN:
+            stop_reason = f"saturated: output throughput grew {gain:.0%} (< {SATURATION_GAIN:.0%})"
+            break
+    assert result is not None
+    knee = _knee(steps)
+    result.sweep = SweepResult(sweep_id=sweep_id, steps=steps, knee=knee, stop_reason=stop_reason)
+    return result
+
+
+def _knee(steps: list[SweepStep]) -> SweepStep | None:
+    """The highest load that met the SLO; at saturation, the step before the one that gained < 10%."""
+    good = [s for s in steps if s.meets_slo]
+    if not good:
+        return None
+    last = good[-1]
+    if last.gain_pct is not None and last.gain_pct < SATURATION_GAIN * 100 and len(good) > 1:
+        return good[-2]
+    return last
+
+
+def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,
+                 arrival: str = "poisson", max_concurrency: int | None = None, requests: int | None = None,
+                 duration: str | None = None, warmup: int | None = None, seed: int | None = 0,
+                 api: str | None = None, prompts: str | None = None, max_tokens: int | None = None,
+                 options: list[str] | None = None, slo: str | None = None, timeout: float | None = None,
+                 label: str | None = None, sweep: bool = False, sweep_max: int = 64) -> BenchConfig:
+    """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
+    from ollama_ops.core.arrivals import ARRIVALS
+    from ollama_ops.core.bench_metrics import parse_slo
+    from ollama_ops.core.hosts import parse_host
+    from ollama_ops.core.options import parse_options
+    from ollama_ops.core.units import parse_duration
+
+    b = settings.bench
+    if rate is not None and concurrency is not None:
+        raise UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other",
+                         hint="cap an open loop with --max-concurrency")
+    if rate is not None and not rate > 0:
+        raise UsageError(f"--rate must be positive, got {rate:g}")
+    if arrival not in ARRIVALS:
+        raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    if duration is not None and requests is not None:
+        raise UsageError("--requests and --duration exclude each other")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise UsageError(f"--duration {exc}") from None
+        if not seconds > 0:
+            raise UsageError("--duration must be positive")
+    for flag, value in (("--concurrency", concurrency), ("--max-concurrency", max_concurrency),
+                        ("--requests", requests), ("--max-tokens", max_tokens), ("--sweep-max", sweep_max)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if warmup is not None and warmup < 0:
+        raise UsageError(f"--warmup must not be negative, got {warmup}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be positive, got {timeout:g}")
+    try:
+        objectives = parse_slo(slo)
+    except ValueError as exc:
+        raise UsageError(f"--slo: {exc}") from None
+    spec = LoadSpec(concurrency=concurrency or b.concurrency, rate=rate, arrival=arrival,
+                    max_concurrency=max_concurrency, requests=None if seconds else (requests or b.requests),
+                    duration=seconds, warmup=b.warmup if warmup is None else warmup, seed=seed)
+    address = parse_host(settings.server.host)
+    return BenchConfig(model=model, base_url=address.base_url, host=address.base_url.split("://", 1)[-1],
+                       load=spec, api=api or b.api, prompts=prompts or b.prompts,
+                       max_tokens=max_tokens or b.max_tokens, options=parse_options(options), slo=objectives,
+                       timeout=timeout or b.timeout, connect_timeout=settings.client.connect_timeout, label=label,
+                       sweep=sweep, sweep_max=sweep_max)

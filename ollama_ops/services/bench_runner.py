@@ -1,0 +1,303 @@
+"""The bench's hot path: send streamed requests on aiohttp under a closed or open loop and time every chunk.
+
+Kept lean on purpose (the load generator must not be the bottleneck): bodies are pre-serialized, the response is
+read with `iter_any` and split into lines here, and a streaming chunk is recognised by its bytes; only the final
+line, error lines and anything unusual go through `json.loads`. Each finished request becomes one
+`RequestRecord` handed to `sink`; cancelled in-flight requests (Ctrl-C, dead server) are not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ollama_ops.bench_model import RequestRecord
+from ollama_ops.core.arrivals import arrival_offsets
+from ollama_ops.core.bench_metrics import queue_overhead
+from ollama_ops.core.ndjson import NS, chunk_text
+from ollama_ops.core.prompts import PayloadPlan
+
+_HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
+_DONE_FALSE = b'"done":false'
+_EMPTY_RESPONSE = b'"response":""'
+_EMPTY_CONTENT = b'"content":""'
+_THINKING = b'"thinking":"'
+DEAD_AFTER_CONNECT_FAILURES = 3
+
+
+@dataclass
+class LoadSpec:
+    """How much load, and of which shape."""
+
+    concurrency: int = 1
+    rate: float | None = None  # open loop when set
+    arrival: str = "poisson"
+    max_concurrency: int | None = None
+    requests: int | None = 20
+    duration: float | None = None
+    warmup: int = 0
+    seed: int | None = 0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _seconds(value: Any) -> float | None:
+    """Nanoseconds from the final chunk → seconds (None when missing or not a number)."""
+    return value * NS if value.__class__ in (int, float) else None
+
+
+def _status_kind(status: int, body: bytes) -> str:
+    if status == 404 and b"not found" in body:
+        return "model_not_found"
+    return f"http_{status}"
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict) and "error" in obj:
+            return str(obj["error"])
+    except ValueError:
+        pass
+    return body.decode("utf-8", "replace").strip()[:200]
+
+
+class Runner:
+    """Runs the phases of one bench run on one aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, path: str, plan: PayloadPlan,
+                 sink: Callable[[RequestRecord], None]) -> None:
+        self.session = session
+        self.path = path
+        self.plan = plan
+        self.sink = sink
+        self.perf0 = time.perf_counter()
+        self.epoch0 = time.time()
+        self.in_flight = 0
+        self.connect_failures = 0
+        self.stop_reason: str | None = None  # "interrupted" | "server unreachable"
+        self.first_send: float | None = None
+        self.last_end: float | None = None
+        self._phase: asyncio.Task[Any] | None = None
+        self._loop = asyncio.get_running_loop()  # a Runner is made inside the loop it runs on
+        self.sink_error: Exception | None = None
+
+    # -- control ----------------------------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """End the run early: stop sending and cancel in-flight requests."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._phase is not None and not self._phase.done():
+            self._phase.cancel()
+
+    async def run_phase(self, start: int, spec: LoadSpec, count: int | None, duration: float | None,
+                        warmup: bool) -> None:
+        """Send requests start, start+1, … until `count` were sent or `duration` elapsed; wait for them."""
+        if self.stop_reason:
+            return
+        if not warmup:
+            self.first_send = self.last_end = None
+        coro = (self._open(start, spec, count, duration) if spec.open_loop and not warmup
+                else self._closed(start, spec, count, duration, warmup))
+        self._phase = asyncio.ensure_future(coro)
+        try:
+            await self._phase
+        except asyncio.CancelledError:
+            if self.stop_reason is None:  # cancelled from outside, not by stop()
+                raise
+        finally:
+            self._phase = None
+        await asyncio.sleep(0)  # let the last requests' bookkeeping (scheduled with call_soon) run
+        if self.sink_error is not None:
+            raise self.sink_error
+
+    @property
+    def wall_s(self) -> float:
+        """First send → last response of the measured phase."""
+        if self.first_send is None or self.last_end is None:
+            return 0.0
+        return max(0.0, self.last_end - self.first_send)
+
+    # -- load shapes ------------------------------------------------------------------------------------------
+
+    async def _closed(self, start: int, spec: LoadSpec, count: int | None, duration: float | None,
+                      warmup: bool) -> None:
+        end = None if count is None else start + count
+        deadline = None if duration is None else time.perf_counter() + duration
+        next_idx = start
+        workers = spec.concurrency if not spec.open_loop else (spec.max_concurrency or 1)
+        if end is not None:
+            workers = min(workers, end - start)
+
+        async def worker() -> None:
+            nonlocal next_idx
+            while self.stop_reason is None:
+                if (end is not None and next_idx >= end) or (deadline is not None
+                                                              and time.perf_counter() >= deadline):
+                    return
+                idx = next_idx
+                next_idx += 1
+                await self.one(idx, warmup)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+
+    async def _open(self, start: int, spec: LoadSpec, count: int | None, duration: float | None) -> None:
+        assert spec.rate is not None
+        gate = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def gated(idx: int) -> None:
+            if gate is None:
+                await self.one(idx, False)
+                return
+            async with gate:
+                await self.one(idx, False)
+
+        t0 = time.perf_counter()
+        try:
+            for k, offset in enumerate(arrival_offsets(spec.rate, spec.arrival, spec.seed)):
+                if (count is not None and k >= count) or (duration is not None and offset >= duration):
+                    break
+                delay = t0 + offset - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.ensure_future(gated(start + k))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+
+    # -- one request ------------------------------------------------------------------------------------------
+
+    async def one(self, idx: int, warmup: bool) -> None:
+        """Send request `idx`, time it, and hand its record to the sink (failures included)."""
+        body = self.plan.body(idx)
+        times: list[float] = []
+        final: dict[str, Any] | None = None
+        error: _Failure | None = None
+        self.in_flight += 1
+        send = time.perf_counter()
+        if not warmup and self.first_send is None:
+            self.first_send = send
+        try:
+            final = await self._exchange(body, times)
+            self.connect_failures = 0
+        except _Failure as exc:
+            error = exc
+        except aiohttp.ClientConnectorError as exc:
+            error = _Failure("connect", f"cannot connect: {exc}")
+            self.connect_failures += 1
+            if self.connect_failures >= DEAD_AFTER_CONNECT_FAILURES:
+                self.stop("server unreachable")
+        except TimeoutError:
+            error = _Failure("timeout", "no complete answer within the per-request timeout")
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                ConnectionError) as exc:
+            error = _Failure("disconnect", f"connection broke mid-stream ({type(exc).__name__})")
+        except aiohttp.ClientError as exc:
+            error = _Failure("disconnect", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.in_flight -= 1
+        end = time.perf_counter()
+        if not warmup:
+            self.last_end = end
+        # Bookkeeping runs on the next loop turn, off the critical path: the worker sends its next request first.
+        self._loop.call_soon(self._finish, idx, warmup, send, times, final, error)
+
+    def _finish(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
+                error: _Failure | None) -> None:
+        try:
+            self.sink(self._record(idx, warmup, send, times, final, error))
+        except Exception as exc:  # noqa: BLE001 - e.g. the store failed: end the run, re-raised by run_phase
+            if self.sink_error is None:
+                self.sink_error = exc
+            self.stop("sink failed")
+
+    async def _exchange(self, body: bytes, times: list[float]) -> dict[str, Any]:
+        """POST one request and collect the arrival times of text chunks; returns the final object."""
+        async with self.session.post(self.path, data=body, headers=_HEADERS) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {_error_text(raw)}")
+            rest = b""
+            append = times.append
+            async for data in resp.content.iter_any():
+                now = time.perf_counter()
+                lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
+                    if _DONE_FALSE in line and not line.startswith(b'{"error"'):
+                        if (_EMPTY_RESPONSE in line or _EMPTY_CONTENT in line) and _THINKING not in line:
+                            continue
+                        append(now)
+                        continue
+                    final = self._slow_line(line, now, times)
+                    if final is not None:
+                        return final
+            if rest.strip():
+                final = self._slow_line(rest, time.perf_counter(), times)
+                if final is not None:
+                    return final
+        raise _Failure("disconnect", "the stream ended before its final chunk")
+
+    @staticmethod
+    def _slow_line(line: bytes, now: float, times: list[float]) -> dict[str, Any] | None:
+        if not line.strip():
+            return None
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            shown = line.decode("utf-8", "replace").strip()[:80]
+            raise _Failure("malformed", f"malformed line in the stream: {shown!r}")
+        if "error" in obj:
+            raise _Failure("server_error", f"server error: {obj['error']}")
+        text, thinking = chunk_text(obj)
+        if text or thinking:
+            times.append(now)
+        return obj if obj.get("done") else None
+
+    def _record(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
+                error: _Failure | None) -> RequestRecord:
+        send_epoch = self.epoch0 + (send - self.perf0)
+        ttft = times[0] - send if times else None
+        e2el = times[-1] - send if times else None
+        itl = [b - a for a, b in zip(times, times[1:], strict=False)]
+        if error is not None or final is None:
+            failure = error or _Failure("malformed", "no final chunk")
+            return RequestRecord(idx=idx, send_time=send_epoch, ok=False, warmup=warmup, ttft=ttft, e2el=e2el,
+                                 itl=itl, output_tokens=len(times), output_tokens_source="chunks",
+                                 error_kind=failure.kind, error=str(failure))
+
+        get = final.get
+        eval_count = get("eval_count")
+        has_count = eval_count.__class__ is int
+        prompt_count = get("prompt_eval_count")
+        total = _seconds(get("total_duration"))
+        return RequestRecord(
+            idx=idx, send_time=send_epoch, ok=True, warmup=warmup, ttft=ttft, e2el=e2el, itl=itl,
+            output_tokens=eval_count if has_count else len(times),
+            output_tokens_source="server" if has_count else "chunks",
+            prompt_tokens=prompt_count if prompt_count.__class__ is int else 0,
+            load_s=_seconds(get("load_duration")), prompt_eval_s=_seconds(get("prompt_eval_duration")),
+            eval_s=_seconds(get("eval_duration")), total_s=total, queue_s=queue_overhead(e2el, total))

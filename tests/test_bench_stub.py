@@ -1,0 +1,183 @@
+"""`sollama bench` against the protocol stub: timing fidelity, every fault counted with its kind, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ollama_ops.edges.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(sollama, stub, *args: str):
+    result = sollama("--host", stub.host, "bench", "-m", "stub-model", "--json", *args)
+    return result, (json.loads(result.stdout) if result.stdout.strip() else None)
+
+
+def test_timing_fidelity(sollama, stub) -> None:
+    stub.configure(tokens=6, first_token_delay=0.08, token_delay=0.01)
+    result, data = _bench(sollama, stub, "-n", "12", "--warmup", "1", "-c", "2")
+    assert result.exit_code == 0, result.output
+    s = data["summary"]
+    assert s["requests_ok"] == 12 and s["requests_failed"] == 0
+    assert abs(s["ttft"]["p50"] - 0.080) < 0.005
+    assert abs(s["tpot"]["p50"] - 0.010) < 0.002
+    assert abs(s["itl"]["p50"] - 0.010) < 0.002
+    assert s["output_tokens"] == 72 and s["output_tokens_source"] == "server"
+    # the stub measures its own total: E2EL - total is the client-side overhead, small but not negative-huge
+    assert -0.005 < s["breakdown"]["queue_s"] < 0.01
+    with Store() as store:
+        run = store.run(data["run_id"])
+        assert run.status == "completed" and run.request_count == 12
+        assert len(store.requests(run.id, include_warmup=True)) == 13
+        assert run.load["concurrency"] == 2 and run.ollama_version == "0.0.0-stub" and run.model_digest
+
+
+@pytest.mark.parametrize(("script", "kind"), [
+    ({"status": 503}, "http_503"),
+    ({"status": 500}, "http_500"),
+    ({"status": 404, "error": 'model "stub-model" not found, try pulling it first'}, "model_not_found"),
+    ({"error_after": 2}, "server_error"),
+    ({"disconnect_after": 2}, "disconnect"),
+    ({"malformed_after": 1}, "malformed"),
+    ({"stall_after": 1}, "timeout"),
+])
+def test_every_fault_is_counted_with_its_kind(sollama, stub, script: dict, kind: str) -> None:
+    stub.configure(tokens=4, **script)
+    result, data = _bench(sollama, stub, "-n", "3", "--warmup", "0", "--timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    s = data["summary"]
+    assert s["requests_failed"] == 3 and s["requests_ok"] == 0
+    assert s["errors"] == {kind: 3}
+    with Store() as store:
+        rows = store.requests(data["run_id"])
+        assert [r.error_kind for r in rows] == [kind] * 3 and all(r.error for r in rows)
+
+
+def test_faults_mixed_with_successes(sollama, stub) -> None:
+    stub.configure(tokens=3)
+    result, data = _bench(sollama, stub, "-n", "4", "--warmup", "0")
+    assert data["summary"]["requests_ok"] == 4
+    stub.configure(status=503)
+    result, data = _bench(sollama, stub, "-n", "2", "--warmup", "0")
+    assert data["summary"]["errors"] == {"http_503": 2}
+    assert result.exit_code == 0
+
+
+def test_chunk_count_fallback_warns_once(sollama, stub) -> None:
+    stub.configure(tokens=5, omit_eval_count=True)
+    result = sollama("--host", stub.host, "bench", "-m", "stub-model", "-n", "4")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("no eval_count") == 1
+    assert "20 output (chunks)" in result.stdout
+
+
+def test_open_loop_constant_rate(sollama, stub) -> None:
+    stub.configure(tokens=2)
+    result, data = _bench(sollama, stub, "--rate", "40", "--arrival", "constant", "-n", "20", "--warmup", "0")
+    assert result.exit_code == 0, result.output
+    s = data["summary"]
+    assert s["requests_ok"] == 20
+    assert s["duration_s"] == pytest.approx(19 / 40, abs=0.05)  # last send at 19/40 s
+    assert data["load"]["rate"] == 40 and data["load"]["concurrency"] is None
+
+
+def test_duration_mode_and_chat_api(sollama, stub, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"messages": [{"role": "user", "content": "hello"}]}\n')
+    stub.configure(tokens=3, token_delay=0.01)
+    result, data = _bench(sollama, stub, "--duration", "0.5s", "--api", "chat", "--prompts", str(prompts),
+                          "--warmup", "0")
+    assert result.exit_code == 0, result.output
+    assert 10 <= data["summary"]["requests_ok"] <= 30
+    assert stub.requests[-1][1] == "/api/chat"
+    assert stub.requests[-1][2]["messages"] == [{"role": "user", "content": "hello"}]
+
+
+def test_options_and_max_tokens_reach_the_server(sollama, stub) -> None:
+    result, data = _bench(sollama, stub, "-n", "1", "--max-tokens", "3", "-o", "temperature=0", "--warmup", "0")
+    assert result.exit_code == 0, result.output
+    assert stub.requests[-1][2]["options"] == {"temperature": 0, "num_predict": 3}
+    assert data["summary"]["output_tokens"] == 3
+
+
+def test_sweep_stops_at_saturation_or_slo(sollama, stub) -> None:
+    stub.configure(tokens=3, first_token_delay=0.05, token_delay=0.005)
+    result, data = _bench(sollama, stub, "--sweep", "--sweep-max", "8", "-n", "8", "--warmup", "0",
+                          "--slo", "ttft=60ms")
+    assert result.exit_code == 0, result.output
+    sweep = data["sweep"]
+    loads = [s["concurrency"] for s in sweep["steps"]]
+    assert loads[:2] == [1, 2]
+    assert sweep["knee"] is not None and sweep["knee"]["meets_slo"]
+    with Store() as store:
+        assert len(store.runs(sweep_id=sweep["sweep_id"])) == len(loads)
+
+
+def test_unknown_model_lists_installed(sollama, stub) -> None:
+    result = sollama("--host", stub.host, "bench", "-m", "nope", "-n", "1")
+    assert result.exit_code == 1, result.output
+    assert "model 'nope' not found; installed: stub-model:latest" in result.stderr
+
+
+def test_unreachable_server_exits_4(sollama) -> None:
+    from tests.conftest import free_port
+
+    result = sollama("--host", f"127.0.0.1:{free_port()}", "bench", "-m", "m", "-n", "1")
+    assert result.exit_code == 4, result.output
+    assert "cannot connect" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--rate", "2", "-c", "2"], "exclude each other"),
+    (["-n", "3", "--duration", "5s"], "exclude each other"),
+    (["--slo", "speed=1"], "--slo"),
+    (["--duration", "soon"], "--duration"),
+    (["--arrival", "burst", "--rate", "1"], "--arrival"),
+])
+def test_usage_errors(sollama, stub, args: list[str], needle: str) -> None:
+    result = sollama("--host", stub.host, "bench", "-m", "stub-model", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+
+
+def test_ctrl_c_keeps_the_samples(stub, isolated: Path) -> None:
+    stub.configure(tokens=4, token_delay=0.05)
+    env = {**os.environ, "SOLLAMA_HOME": str(isolated), "NO_COLOR": "1"}
+    sollama_bin = Path(sys.executable).parent / "sollama"
+    proc = subprocess.Popen([str(sollama_bin), "--host", stub.host, "bench", "-m", "stub-model", "-c", "2",
+                             "-n", "10000", "--warmup", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    db = isolated / "data" / "history.sqlite3"
+    try:
+        deadline = time.monotonic() + 20
+        rows = 0
+        while time.monotonic() < deadline and rows == 0:
+            time.sleep(0.2)
+            if db.exists():
+                with Store(db) as store:
+                    runs = store.runs()
+                    rows = len(store.requests(runs[-1].id)) if runs else 0
+        assert rows > 0, "the bench wrote no request within 20 s"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with Store(db) as store:
+        run = store.runs()[-1]
+        assert run.status == "interrupted"
+        assert len(store.requests(run.id)) > 0
+        assert run.summary is not None and run.summary["requests_ok"] == len(store.requests(run.id))
+    assert "requests" in out  # the partial summary was still printed
