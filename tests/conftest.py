@@ -145,7 +145,8 @@ def start_ollama(binary: str, models_dir: Path, home: Path, log: Path, port: int
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"ollama serve exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"ollama serve exited with {proc.returncode}:\n{tail}")
         try:
             if httpx.get(f"http://{host}/", timeout=1).status_code == 200:
                 return proc, host

@@ -27,8 +27,11 @@ def fake_binary(directory: Path, body: str, name: str = "ollama") -> Path:
 
 def spawn_sleep(seconds: int = 30) -> subprocess.Popen[bytes]:
     """An unrelated live process for a stale pid file to point at."""
-    return subprocess.Popen(["sleep", str(seconds)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(["sleep", str(seconds)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    # until exec has happened, /proc shows the forking Python (or nothing)
+    wait_for(lambda: psutil.Process(proc.pid).cmdline() == ["sleep", str(seconds)], 5, 0.01)
+    return proc
 
 
 def end(proc: subprocess.Popen[bytes]) -> None:

@@ -170,9 +170,13 @@ def test_repl_multiline_input_and_ctrl_c_twice_at_the_prompt(stub, terminal, iso
     term.expect(rb">>> ")
     assert chat_bodies(stub)[-1]["messages"] == [{"role": "user", "content": "line one\nline two"}]
 
+    # The prompt is drawn just before readline waits for input; a SIGINT in between is only noticed at the next
+    # key (a CPython readline race no typist can hit), so wait a moment as a person would.
+    time.sleep(0.3)
     term.send(b"\x03")
     term.expect(rb"press Ctrl-C again or /bye to exit")
     term.expect(rb">>> ")
+    time.sleep(0.3)
     term.send(b"\x03")
     assert term.wait() == 0
     saved = list((isolated / "data" / "chats").glob("chat-*.json"))

@@ -159,7 +159,7 @@ def test_orphaned_runner_is_found_verified_and_terminated_and_a_served_one_is_le
         assert wait_for(lambda: any(c.cmdline()[1:2] == ["runner"] for c in psutil.Process(serve.pid).children()), 5)
         served = next(c for c in psutil.Process(serve.pid).children() if c.cmdline()[1:2] == ["runner"])
 
-        found = {o.pid: o for o in cleanup.find_orphan_runners()}
+        found = {o.pid: o for o in pf.find_orphan_runners()}
         assert orphan.pid in found and served.pid not in found
         assert found[orphan.pid].cmdline == ["./ollama", "runner", "--model", marker]
 

@@ -77,7 +77,7 @@ def test_other_verdicts():
     assert health.check_binary(None, None).status == FAIL
     assert health.check_binary("/bin/ollama", None, "exec format error").status == FAIL
     assert health.check_binary("/bin/ollama", "0.23.2").status == PASS
-    assert health.check_home("/h", False).status == FAIL
+    assert health.check_home("/h", False).status == WARN
     assert health.check_config("bad.yaml:3:1: invalid", None).status == FAIL
     assert health.check_pidfile(True, None, "process 5 is gone").status == WARN
     assert health.check_pidfile(True, 5, None).status == PASS

@@ -26,7 +26,6 @@ from tests.lifecycle_helpers import (
     real_daemon_env,
     spawn_sleep,
     stop_our_daemon,
-    wait_for,
     write_pidfile_text,
 )
 

@@ -152,9 +152,11 @@ def test_context_is_capped_at_the_trained_length():
 
 
 def test_without_tensors_the_file_size_stands_for_the_weights():
-    shown, size = MODELS["qwen2.5:0.5b"]
-    s = shape_from_show("q", {**shown, "tensors": []}, size)
-    assert s.layer_weights == size and s.approximate
+    shown, size = MODELS["smollm2"]  # has vocab_size: only the missing tensor list makes it approximate
+    s = shape_from_show("s", {**shown, "tensors": []}, size)
+    assert s.layer_weights == size and s.input_weights == 0 and s.approximate
+    unknown = [{"name": "blk.0.attn_q.weight", "type": "IQ2_XXS", "shape": [576, 576]}]
+    assert shape_from_show("s", {**shown, "tensors": unknown}, size).layer_weights == size
 
 
 @pytest.mark.parametrize(("kind", "shape_", "expected"), [
@@ -302,3 +304,33 @@ def test_budget_is_ram_minus_reserve_plus_vram():
     vram = sum(g.total for g in gpu_facts())
     got = memory_service.budget(load_settings(environ={"SOLLAMA_MEMORY_RESERVE": "25%"}))
     assert got == total - int(total * 25 / 100) + vram
+
+
+# -- the command against the stub (runs without the real daemon) --------------------------------------------------
+
+def test_memory_command_against_the_stub(sollama, stub, isolated):
+    result = sollama("--host", stub.host, "memory", "--num-ctx", "2048", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    (model,) = plan["models"]
+    assert model["name"] == "stub-model:latest" and model["num_ctx"] == 2048
+    assert model["kv_cache"] == 2048 * 2 * 64 * 3 * 30 * 2  # head size 576 / 9 = 64 when key_length is absent
+    assert model["weights"] == 145_000_000  # no tensor list: the /api/tags size stands in
+    assert any("approximate" in note for note in model["notes"])
+    assert (isolated / "state" / "memory-plan.json").is_file()
+
+
+def test_memory_human_view_names_the_recommendations(sollama, stub):
+    result = sollama("--host", stub.host, "memory")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("budget ")
+    for var in ("OLLAMA_MAX_LOADED_MODELS=", "OLLAMA_NUM_PARALLEL=1", "OLLAMA_CONTEXT_LENGTH=",
+                "OLLAMA_KV_CACHE_TYPE=f16"):
+        assert var in result.stdout
+
+
+def test_memory_of_an_unreachable_server_exits_4(sollama):
+    from tests.conftest import free_port
+
+    result = sollama("--host", f"127.0.0.1:{free_port()}", "memory")
+    assert result.exit_code == 4 and "cannot connect" in result.stderr

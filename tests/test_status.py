@@ -223,3 +223,18 @@ def test_watch_stops_quietly_on_ctrl_c(stub):
             proc.wait(5)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "healthy" in out
+
+
+def test_unreachable_names_a_process_that_holds_the_port_without_answering(sollama):
+    import socket
+
+    with socket.socket() as sock:  # listens, never answers: reads time out
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        port = sock.getsockname()[1]
+        result = sollama("--host", f"127.0.0.1:{port}", "status", "--json",
+                         env={"SOLLAMA_CLIENT_READ_TIMEOUT": "0.5"})
+    assert result.exit_code == 4, result.output
+    doc = json.loads(result.stdout)
+    assert doc["process"]["pid"] == os.getpid()
+    assert f"pid {os.getpid()} holds the port but does not answer" in result.stderr

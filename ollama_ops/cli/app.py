@@ -123,4 +123,8 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
+    if os.environ.get("_SOLLAMA_COMPLETE"):  # a shell asks for completions (see `sollama completion`)
+        from typer.completion import completion_init
+
+        completion_init()
     app(prog_name="sollama")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,22 +10,25 @@ import typer
 app = typer.Typer(help="Print a shell completion script.")
 
 
-class Shell(str, Enum):
+class Shell(StrEnum):
     bash = "bash"
     zsh = "zsh"
     fish = "fish"
 
 
 def completion_script(shell: str) -> str:
-    """The completion script Click generates for `sollama` in `shell`."""
-    from click.shell_completion import get_completion_class
+    """The completion script for `sollama` in `shell`.
 
-    from ollama_ops.cli.app import app as root_app
+    Typer's, not Click's: at run time Typer reads `_SOLLAMA_COMPLETE=complete_bash` (Click's own scripts send
+    `bash_complete`, which Typer rejects), and `ollama_ops.cli.app.main` registers Typer's completion classes."""
+    from typer.completion import completion_init, get_completion_script
 
-    command = typer.main.get_command(root_app)
-    cls = get_completion_class(shell)
-    assert cls is not None
-    return cls(command, {}, "sollama", "_SOLLAMA_COMPLETE").source()
+    completion_init()
+    script = get_completion_script(prog_name="sollama", complete_var=COMPLETE_VAR, shell=shell)
+    return script if script.endswith("\n") else script + "\n"
+
+
+COMPLETE_VAR = "_SOLLAMA_COMPLETE"
 
 
 @app.callback(invoke_without_command=True)

@@ -32,7 +32,8 @@ def memory(
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Budget (RAM − reserve + VRAM), each model's predicted footprint with Ollama's formula, which fit alone and
-    together, and the OLLAMA_* settings `sollama start` will use (saved to the state dir).
+    together, and the OLLAMA_* settings `sollama start` will use (saved to the state dir; the plan covers the
+    models measured, so leave out --model to plan for all of them).
 
     Example: [bold]sollama memory --num-ctx 8192 --parallel 2 --json | jq .recommendations[/bold]
     """

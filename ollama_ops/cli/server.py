@@ -242,7 +242,7 @@ def service_unit(
     Example: [bold]sollama service unit --user > ~/.config/systemd/user/sollama.service[/bold]
     """
     from ollama_ops.render.server import render_unit
-    from ollama_ops.services.lifecycle import service_unit as build_unit
+    from ollama_ops.services.launch import service_unit as build_unit
 
     obj = use(ctx)
     render_unit(obj.out, build_unit(user=user, config_path=obj.config_path))

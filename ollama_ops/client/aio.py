@@ -6,7 +6,6 @@ Importing this module imports aiohttp (~290 ms), so only code paths that need it
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -70,7 +69,7 @@ class AsyncOllamaClient:
         except aiohttp.ClientConnectorError as exc:
             self.breaker.record_failure()
             raise self._unreachable(exc) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise RequestTimeout(f"no answer from {self.base_url}{path} within {self.read_timeout:g}s") from exc
 
     async def version(self) -> str:
@@ -100,7 +99,7 @@ class AsyncOllamaClient:
         except aiohttp.ClientConnectorError as exc:
             self.breaker.record_failure()
             raise self._unreachable(exc) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise RequestTimeout(f"the stream from {self.base_url}{path} stalled: no data for "
                                  f"{self.read_timeout:g}s") from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:

@@ -151,13 +151,15 @@ class MetricsAccumulator:
         self.prompt_tokens = 0
         self.sources: set[str] = set()
         self.good = 0
-        self.send = array("d")  # send offsets of successful requests (for latency-over-time charts)
+        # Exact percentiles need every sample: doubles for the headline latencies, float32 (0.1 µs at 10 ms,
+        # 8 µs at 100 s) for the numerous or secondary ones, so a request costs ~110 bytes here.
+        self.send = array("f")  # send offsets of successful requests (for latency-over-time charts)
         self.ttft = array("d")
         self.e2el = array("d")
         self.tpot = array("d")
-        self.itl = array("d")
-        self.parts: dict[str, array[float]] = {k: array("d") for k in ("load", "prompt_eval", "eval", "queue")}
-        self.shares: dict[str, array[float]] = {k: array("d") for k in ("load", "prompt_eval", "eval", "queue")}
+        self.itl = array("f")
+        self.parts: dict[str, array[float]] = {k: array("f") for k in ("load", "prompt_eval", "eval", "queue")}
+        self.parts_e2el = array("f")  # the E2EL of the same requests, for the shares
 
     def add(self, record: Any, send_offset: float = 0.0) -> None:
         """Add one request (a `bench_model.RequestRecord` or anything with its fields)."""
@@ -186,7 +188,7 @@ class MetricsAccumulator:
                       "eval": record.eval_s or 0.0, "queue": record.queue_s or 0.0}
             for key, value in values.items():
                 self.parts[key].append(value)
-                self.shares[key].append(value / t_end)
+            self.parts_e2el.append(t_end)
 
     @property
     def count(self) -> int:
@@ -199,9 +201,11 @@ class MetricsAccumulator:
 
         breakdown = None
         if len(self.parts["eval"]):
+            shares = {key: [v / e for v, e in zip(values, self.parts_e2el, strict=True)]
+                      for key, values in self.parts.items()}
             breakdown = ServerBreakdown(
-                load_share=_median(self.shares["load"]), prompt_eval_share=_median(self.shares["prompt_eval"]),
-                eval_share=_median(self.shares["eval"]), queue_share=_median(self.shares["queue"]),
+                load_share=_median(shares["load"]), prompt_eval_share=_median(shares["prompt_eval"]),
+                eval_share=_median(shares["eval"]), queue_share=_median(shares["queue"]),
                 load_s=_median(self.parts["load"]), prompt_eval_s=_median(self.parts["prompt_eval"]),
                 eval_s=_median(self.parts["eval"]), queue_s=_median(self.parts["queue"]))
         sources = set(self.sources)

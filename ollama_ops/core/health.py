@@ -68,8 +68,10 @@ def check_port(port: int, *, local: bool, holder: str | None, holder_is_ollama: 
 def check_home(path: str, writable: bool) -> Check:
     if writable:
         return Check("home", PASS, f"{path} is writable (Ollama keeps its key in ~/.ollama)")
-    return Check("home", FAIL, f"{path} is not writable; `ollama serve` cannot create ~/.ollama/id_ed25519",
-                 "set HOME to a writable directory for the daemon")
+    # `sollama start` works around it (a HOME under the state dir), but `ollama serve` run any other way fails.
+    return Check("home", WARN, f"{path} is not writable; `ollama serve` cannot create ~/.ollama/id_ed25519",
+                 "start it with `sollama start` (which gives it a HOME in the state dir) or set HOME to a "
+                 "writable directory")
 
 
 def check_models_dir(path: str, writable: bool, free: int | None) -> Check:

@@ -133,7 +133,7 @@ def _int(value: Any, default: int = 0) -> int:
 
 def _weights(tensors: list[dict[str, Any]]) -> tuple[int, int, tuple[int, int], int] | None:
     """(layer weights, input weights, expert gate, vocab) from the tensor list; None if a type is unknown."""
-    groups: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     shapes: dict[str, list[int]] = {}
     for tensor in tensors:
         name = str(tensor.get("name", ""))
@@ -141,26 +141,23 @@ def _weights(tensors: list[dict[str, Any]]) -> tuple[int, int, tuple[int, int], 
         size = tensor_size(str(tensor.get("type", "")), shape)
         if size is None:
             return None
+        sizes[name], shapes[name] = size, shape
+    groups: dict[str, int] = {}
+    for name, size in sizes.items():
         # Ollama groups "blk.N.x" under "blk.N" and "output.weight" under "output".
         key = ".".join(name.split(".")[:2]) if name.startswith("blk.") else name.rsplit(".", 1)[0]
         groups[key] = groups.get(key, 0) + size
-        shapes[name] = shape
-    layer = sum(v for k, v in groups.items() if k.startswith("blk."))
-    layer += groups.get("output_norm", 0)
+    layer = sum(v for k, v in groups.items() if k.startswith("blk.")) + groups.get("output_norm", 0)
     if "output" in groups:
         layer += groups["output"]
         input_weights = groups.get("token_embd", 0)
-    else:
+    else:  # tied embeddings: the one matrix is counted with the layers
         layer += groups.get("token_embd", 0)
         input_weights = 0
-    gate_exps = shapes.get("blk.0.ffn_gate_exps.weight")
-    gate_size = 0
-    if gate_exps is not None:
-        gate_size = next(tensor_size(str(t.get("type")), t.get("shape") or []) or 0 for t in tensors
-                         if t.get("name") == "blk.0.ffn_gate_exps.weight")
-    gate0 = shapes.get("blk.0.ffn_gate.0.weight")
-    vocab = shapes.get("token_embd.weight", [0, 0])[-1] if "token_embd.weight" in shapes else 0
-    return layer, input_weights, (gate_size, gate0[1] if gate0 and len(gate0) > 1 else 0), vocab
+    gate0 = shapes.get("blk.0.ffn_gate.0.weight", [])
+    expert_gate = (sizes.get("blk.0.ffn_gate_exps.weight", 0), gate0[1] if len(gate0) > 1 else 0)
+    vocab = shapes.get("token_embd.weight", [0])[-1]
+    return layer, input_weights, expert_gate, vocab
 
 
 def shape_from_show(name: str, shown: dict[str, Any], file_size: int) -> ModelShape:
@@ -180,8 +177,9 @@ def shape_from_show(name: str, shown: dict[str, Any], file_size: int) -> ModelSh
     tokens = info.get("tokenizer.ggml.tokens")
     vocab = _int(kv("vocab_size")) or (len(tokens) if isinstance(tokens, list) else 0)
     weights = _weights(list(shown.get("tensors") or []))
-    layer_weights, input_weights, expert_gate = file_size, 0, (0, 0)
-    if weights is not None and weights[0] > 0:
+    sized = weights is not None and weights[0] > 0
+    layer_weights, input_weights, expert_gate = file_size, 0, (0, 0)  # without tensor sizes, the file stands in
+    if weights is not None and sized:
         layer_weights, input_weights, expert_gate, tensor_vocab = weights
         vocab = vocab or tensor_vocab
     return ModelShape(
@@ -194,7 +192,7 @@ def shape_from_show(name: str, shown: dict[str, Any], file_size: int) -> ModelSh
         feed_forward_length=_int(kv("feed_forward_length")) if not isinstance(kv("feed_forward_length"), list) else 0,
         layer_weights=layer_weights, input_weights=input_weights, expert_gate=expert_gate,
         embedding_model=f"{arch}.pooling_type" in info,
-        approximate=guessed_h or guessed_kv or weights is None or not vocab)
+        approximate=guessed_h or guessed_kv or not sized or not vocab)
 
 
 def kv_cache_sizes(shape: ModelShape, num_ctx: int, parallel: int, kv_cache_type: str,
@@ -229,8 +227,8 @@ def graph_size(shape: ModelShape, num_ctx: int, parallel: int, kv_total: int, ba
     """(partial offload, full offload) compute graph bytes: GraphSize's per-architecture formulas."""
     context = num_ctx * parallel
     emb, heads, heads_kv, vocab = shape.embedding_length, shape.heads_max, shape.heads_kv_max, shape.vocab_size
-    emb_heads = shape.embedding_length // (min(shape.head_count, default=1) or 1) if min(
-        shape.head_count, default=1) > 0 else 0
+    heads_min = min(shape.head_count, default=1)
+    emb_heads = emb // heads_min if heads_min > 0 else 0  # EmbeddingHeadCountMax
     emb_k = shape.key_length
     vocab_graph = 4 * batch * (emb + vocab)
     full = partial = 0
@@ -345,7 +343,7 @@ def predict(shape: ModelShape, num_ctx: int, parallel: int = 1, kv_cache_type: s
         notes.append(f"{kv_cache_type} KV cache needs flash attention here; Ollama falls back to f16")
     kv_total = sum(kv_cache_sizes(shape, ctx, slots, kv_type, batch))
     fa_on = kv_type != "f16" or (flash_attention is not False and shape.architecture in FLASH_ATTENTION_DEFAULT)
-    partial, full = graph_size(shape, ctx, slots, kv_total, batch, fa_on)
+    _, full = graph_size(shape, ctx, slots, kv_total, batch, fa_on)
     ollama_size = shape.layer_weights + kv_total
     if gpu or shape.engine == "ollama":
         ollama_size += full

@@ -171,7 +171,7 @@ def make_plan(shapes: list[ModelShape], budget: Budget, *, num_ctx: int | None =
     k = max_together([f.footprint for f in fits if f.fits_alone], budget.total)
     recs = _recommend(fits, budget, ctx, par, kv, k, pins, shapes)
     return PlanCore(num_ctx=ctx, parallel=par, kv_cache_type=kv, models=fits, together=together,
-                    fits_together=bool(fits) and together <= budget.total, max_together=k, recommendations=recs)
+                    fits_together=together <= budget.total, max_together=k, recommendations=recs)
 
 
 def _recommend(fits: list[ModelFit], budget: Budget, ctx: int, par: int, kv: str, k: int, pins: Pins,

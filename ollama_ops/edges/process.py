@@ -327,3 +327,44 @@ def terminate_verified(pid: int, create_time: float, cmdline: list[str], timeout
     if proc is None:
         return None
     return ServerProcess(proc).stop(timeout)
+
+
+# -- orphaned runners -------------------------------------------------------------------------------------------
+
+@dataclass
+class OrphanRunner:
+    """An Ollama model runner whose server is gone, as seen (re-verified before it is signalled)."""
+
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    ppid: int
+    rss: int
+
+
+def _is_ollama_exe(arg0: str, binaries: set[str]) -> bool:
+    return os.path.basename(arg0) == "ollama" or arg0 in binaries
+
+
+def find_orphan_runners(binaries: set[str] | None = None) -> list[OrphanRunner]:
+    """Runner processes (`<ollama> runner ...`) whose parent is pid 1 or is not an `ollama serve`.
+    `binaries` adds executable paths not named `ollama` that count as Ollama."""
+    binaries = binaries or set()
+    orphans = []
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "create_time"]):
+        info = proc.info
+        cmd = info.get("cmdline") or []
+        if len(cmd) < 2 or cmd[1] != "runner" or not _is_ollama_exe(cmd[0], binaries):
+            continue
+        ppid = int(info.get("ppid") or 0)
+        if ppid > 1:
+            try:
+                parent_cmd = psutil.Process(ppid).cmdline()
+            except psutil.Error:
+                parent_cmd = []
+            if len(parent_cmd) >= 2 and parent_cmd[1] == "serve" and _is_ollama_exe(parent_cmd[0], binaries):
+                continue
+        with contextlib.suppress(psutil.Error):
+            orphans.append(OrphanRunner(proc.pid, float(info["create_time"]), list(cmd), ppid,
+                                        proc.memory_info().rss))
+    return orphans

@@ -25,15 +25,6 @@ from ollama_ops.errors import SollamaError
 
 
 @dataclass
-class OrphanRunner:
-    pid: int
-    create_time: float
-    cmdline: list[str]
-    ppid: int
-    rss: int
-
-
-@dataclass
 class CleanupStep:
     """One thing cleanup can do: `action` in words, the `targets`, and the bytes/count it expects to free;
     `skipped` says why there is nothing to do."""
@@ -226,39 +217,10 @@ def _plan_prune(older_than: float | None) -> CleanupStep:
     return step
 
 
-def _is_ollama_exe(arg0: str, binaries: set[str]) -> bool:
-    return os.path.basename(arg0) == "ollama" or arg0 in binaries
-
-
-def find_orphan_runners(binaries: set[str] | None = None) -> list[OrphanRunner]:
-    """Runner processes (`<ollama> runner ...`) whose parent is pid 1 or is not an `ollama serve`."""
-    import psutil
-
-    binaries = binaries or set()
-    orphans = []
-    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "create_time"]):
-        info = proc.info
-        cmd = info.get("cmdline") or []
-        if len(cmd) < 2 or cmd[1] != "runner" or not _is_ollama_exe(cmd[0], binaries):
-            continue
-        ppid = int(info.get("ppid") or 0)
-        if ppid > 1:
-            try:
-                parent_cmd = psutil.Process(ppid).cmdline()
-            except psutil.Error:
-                parent_cmd = []
-            if len(parent_cmd) >= 2 and parent_cmd[1] == "serve" and _is_ollama_exe(parent_cmd[0], binaries):
-                continue
-        with contextlib.suppress(psutil.Error):
-            orphans.append(OrphanRunner(proc.pid, float(info["create_time"]), list(cmd), ppid,
-                                        proc.memory_info().rss))
-    return orphans
-
-
 def _plan_orphans(settings: Any) -> CleanupStep:
     step = CleanupStep("orphans", "terminate orphaned Ollama runner processes (their server is gone)")
     binaries = {b for b in (settings.ollama.binary, (pf.read_pidfile() or pf.PidRecord(0)).binary) if b}
-    orphans = find_orphan_runners(binaries)
+    orphans = pf.find_orphan_runners(binaries)
     step.details = orphans
     step.targets = [f"pid {o.pid} (parent {o.ppid}, {format_bytes(o.rss)}): {' '.join(o.cmdline)[:100]}"
                     for o in orphans]

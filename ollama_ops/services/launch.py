@@ -10,9 +10,11 @@ server.extra_env; `--env KEY=VAL`. HOME must be writable (Ollama creates ~/.olla
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,23 @@ def plan_launch(settings: Any, *, binary: str | None = None, env_pairs: list[str
     return LaunchPlan(binary=exe, address=address, command=command, serve_cmdline=serve, env=env,
                       env_sources=sources, log=str(pf.log_path()), memory_budget=budget, memory_cap=cap,
                       notes=notes, warnings=warnings, full_env=full)
+
+
+def service_unit(*, user: bool, config_path: str | None = None) -> str:
+    """A systemd unit that runs `sollama start --foreground`."""
+    exe = shutil.which("sollama") or str(Path(sys.executable).with_name("sollama"))
+    env_lines = []
+    for var in ("SOLLAMA_HOME", "SOLLAMA_CONFIG", "SOLLAMA_OLLAMA_BIN", "SOLLAMA_TOOLS"):
+        if os.environ.get(var):
+            env_lines.append(f"Environment={var}={os.environ[var]}")
+    start = f"{exe} " + (f"--config {Path(config_path).expanduser().resolve()} " if config_path else "")
+    service = [
+        "[Unit]", "Description=Ollama daemon managed by sollama", "After=network-online.target",
+        "Wants=network-online.target", "", "[Service]", "Type=simple", f"ExecStart={start}start --foreground",
+        *env_lines, "Restart=on-failure", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=30",
+    ]
+    if not user and os.geteuid() != 0:
+        service.append(f"User={getpass.getuser()}")
+    service += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}", ""]
+    return "\n".join(service)
+

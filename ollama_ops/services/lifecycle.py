@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -218,7 +217,9 @@ def _log_tail(log: Path, offset: int, lines: int = 20) -> list[str]:
 
 
 def _wait_ready(server: pf.ServerProcess, client: Any, plan: LaunchPlan, timeout: float, offset: int,
-                spinner: Spinner) -> float:
+                spinner: Spinner, *, ours: bool = True) -> float:
+    """Seconds until GET / answered. A daemon this call spawned is stopped again when it does not answer in
+    time; one an earlier start left (`ours=False`) is left running."""
     start = time.monotonic()
     deadline = start + timeout
     with spinner(f"waiting for ollama serve at {plan.address.base_url} (pid {server.pid})"):
@@ -234,6 +235,10 @@ def _wait_ready(server: pf.ServerProcess, client: Any, plan: LaunchPlan, timeout
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
+    if not ours:
+        raise StartTimedOut(f"the daemon sollama started earlier (pid {server.pid}) runs but does not answer at "
+                            f"{plan.address.base_url} within {timeout:g}s; left it running",
+                            _log_tail(Path(plan.log), offset))
     server.stop(5.0)
     raise StartTimedOut(f"ollama serve did not answer at {plan.address.base_url} within {timeout:g}s; "
                         f"stopped it (pid {server.pid})", _log_tail(Path(plan.log), offset))
@@ -260,9 +265,13 @@ def start_server(settings: Any, plan: LaunchPlan, *, timeout: float | None = Non
             server = pf.ServerProcess.spawn(plan.command, plan.full_env, log)
             record = _write_record(server, plan)
         try:
-            waited = _wait_ready(server, client, plan, timeout, offset, spinner)
-        except (DaemonDiedAtStart, StartTimedOut):
+            waited = _wait_ready(server, client, plan, timeout, offset, spinner, ours=proc is None)
+        except DaemonDiedAtStart:
             pf.remove_pidfile()
+            raise
+        except StartTimedOut:
+            if proc is None:
+                pf.remove_pidfile()
             raise
         if record is not None:
             record = _confirm_record(server, record)
@@ -270,7 +279,8 @@ def start_server(settings: Any, plan: LaunchPlan, *, timeout: float | None = Non
         with contextlib.suppress(SollamaError):
             version = client.version()
     assert record is not None
-    return StartResult("started", plan.address.base_url, pid=server.pid, version=version, log=plan.log,
+    status = "started" if proc is None else "already-running"
+    return StartResult(status, plan.address.base_url, pid=server.pid, version=version, log=plan.log,
                        memory_budget=plan.memory_budget, started_by=record.started_by,
                        started_at=record.started_at, waited_s=round(waited, 3), command=plan.command,
                        env=plan.env, env_sources=plan.env_sources, notes=notes, warnings=list(plan.warnings))
@@ -378,23 +388,3 @@ def restart_server(settings: Any, plan: LaunchPlan, *, timeout: float = 10.0, st
     """stop + start with the same settings."""
     stopped = stop_server(settings, timeout=timeout)
     return RestartResult(stopped, start_server(settings, plan, timeout=start_timeout, spinner=spinner))
-
-
-def service_unit(*, user: bool, config_path: str | None = None) -> str:
-    """A systemd unit that runs `sollama start --foreground`."""
-    exe = shutil.which("sollama") or str(Path(sys.executable).with_name("sollama"))
-    env_lines = []
-    for var in ("SOLLAMA_HOME", "SOLLAMA_CONFIG", "SOLLAMA_OLLAMA_BIN", "SOLLAMA_TOOLS"):
-        if os.environ.get(var):
-            env_lines.append(f"Environment={var}={os.environ[var]}")
-    start = f"{exe} " + (f"--config {Path(config_path).expanduser().resolve()} " if config_path else "")
-    service = [
-        "[Unit]", "Description=Ollama daemon managed by sollama", "After=network-online.target",
-        "Wants=network-online.target", "", "[Service]", "Type=simple", f"ExecStart={start}start --foreground",
-        *env_lines, "Restart=on-failure", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=30",
-    ]
-    if not user and os.geteuid() != 0:
-        service.append(f"User={getpass.getuser()}")
-    service += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}", ""]
-    return "\n".join(service)
-

@@ -270,7 +270,9 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
                 return report
             ps, tags = [], []
         report.loaded = loaded_models(ps, now)
-        report.installed = InstalledModels(count=len(tags), total_size=sum(int(t.get("size") or 0) for t in tags))
+        if report.error is None:
+            report.installed = InstalledModels(count=len(tags),
+                                               total_size=sum(int(t.get("size") or 0) for t in tags))
         _local_facts(report, address, settings, sample_s)
         if deep:
             target = model or next((m.name for m in report.loaded), None) or next(
@@ -293,11 +295,10 @@ def _local_facts(report: StatusReport, address: HostAddress, settings: Any, samp
     from ollama_ops.edges import system
     from ollama_ops.services.memory import budget
 
-    process, record = _process_status(address, sample_s) if report.reachable else (None, _pid_record(address)[0])
+    # Also when unreachable: a live process that does not answer (hung, still starting) is worth showing.
+    process, record = _process_status(address, sample_s)
     report.process = process
     report.log = log_status(record)
-    if not report.reachable:
-        return
     directory = _models_dir(process.pid if process else None, settings)
     try:
         report.disk = DiskStatus(path=str(directory), free=system.disk_free(directory),

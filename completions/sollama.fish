@@ -1,0 +1,1 @@
+complete --command sollama --no-files --arguments "(env _SOLLAMA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) sollama)" --condition "env _SOLLAMA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) sollama"
