@@ -1,6 +1,8 @@
 """Client overhead against a real Ollama daemon: median (E2EL − server total_duration) at concurrency 1.
 
-    .venv/bin/python benchmarks/real_overhead.py --host 127.0.0.1:11434 [-m smollm2:135m] [-n 20]
+    .venv/bin/python benchmarks/real_overhead.py [--host 127.0.0.1:11434] [-m smollm2:135m] [-n 20]
+
+--host defaults to OLLAMA_HOST, else 127.0.0.1:11434; without a daemon there the script says so and exits 0.
 
 E2EL ends at the last chunk with text, total_duration at the server's final chunk, so the difference is the
 time outside the server's own clock (HTTP, parsing, the event loop). Target: ≤ 2 ms.
@@ -9,6 +11,7 @@ time outside the server's own clock (HTTP, parsing, the event loop). Target: ≤
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", required=True)
+    parser.add_argument("--host", default=os.environ.get("OLLAMA_HOST") or "127.0.0.1:11434")
     parser.add_argument("-m", "--model", default="smollm2:135m")
     parser.add_argument("-n", "--requests", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=16)
@@ -34,7 +37,13 @@ def main() -> None:
     config = BenchConfig(model=args.model, base_url=url, host=args.host, max_tokens=args.max_tokens,
                          load=LoadSpec(concurrency=1, requests=args.requests, warmup=2), timeout=120,
                          store_path=db, options={"temperature": 0})
-    result = run_bench(config)
+    from ollama_ops.errors import ModelNotFound, ServerUnreachable
+
+    try:
+        result = run_bench(config)
+    except (ServerUnreachable, ModelNotFound) as exc:
+        print(f"skipped: {exc.one_line()}")
+        return
     with Store(db) as store:
         rows = [r for r in store.requests(result.run_id) if r.ok and r.queue_s is not None]
     queue = [r.queue_s for r in rows]
