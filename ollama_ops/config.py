@@ -39,6 +39,7 @@ class ServerSettings:
     kv_cache_type: str | None = _rule(choices=KV_CACHE_TYPES)
     flash_attention: bool | None = _rule()
     max_queue: int | None = _rule(min=1)
+    no_cloud: bool | None = _rule()
     start_timeout: float = _rule(min=0.1)
     extra_env: dict[str, str] = _rule()
 
@@ -326,6 +327,10 @@ def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[s
         raise ConfigError(f"config file not found: {path}", hint="create one with `sollama config init`")
 
     env_data, env_sources = env_overrides(environ)
+    for section, body in env_data.items():  # one at a time, so an error names the variable
+        for key, value in body.items():
+            origin = f"environment variable {env_sources[f'{section}.{key}'].removeprefix('env:')}"
+            validate_mapping({section: {key: value}}, origin)
     _merge(merged, validate_mapping(env_data, "environment"), sources, env_sources)
 
     if flags:

@@ -136,7 +136,8 @@ def start_ollama(binary: str, models_dir: Path, home: Path, log: Path, port: int
     host = f"127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
     env.update({"HOME": str(home), "OLLAMA_HOST": host, "OLLAMA_MODELS": str(models_dir),
-                "OLLAMA_KEEP_ALIVE": "10m", **(extra_env or {})})
+                "OLLAMA_KEEP_ALIVE": "10m",
+                "OLLAMA_NO_CLOUD": "1", **(extra_env or {})})
     home.mkdir(parents=True, exist_ok=True)
     models_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:

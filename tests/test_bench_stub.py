@@ -181,3 +181,23 @@ def test_ctrl_c_keeps_the_samples(stub, isolated: Path) -> None:
         assert len(store.requests(run.id)) > 0
         assert run.summary is not None and run.summary["requests_ok"] == len(store.requests(run.id))
     assert "requests" in out  # the partial summary was still printed
+
+
+def test_dead_server_ends_the_run_as_failed(sollama, stub) -> None:
+    import threading
+
+    stub.configure(tokens=4, token_delay=0.05)
+    killer = threading.Timer(0.6, stub.stop)
+    killer.start()
+    try:
+        result, data = _bench(sollama, stub, "-c", "2", "-n", "1000", "--warmup", "0")
+    finally:
+        killer.cancel()
+    assert result.exit_code == 4, result.output
+    assert "stopped answering" in result.stderr and "marked failed" in result.stderr
+    assert data["status"] == "failed" and data["stop_reason"] == "server unreachable"
+    s = data["summary"]
+    assert s["requests_ok"] > 0 and s["errors"].get("connect", 0) >= 1
+    with Store() as store:
+        run = store.run(data["run_id"])
+        assert run.status == "failed" and run.request_count == s["requests_ok"] + s["requests_failed"]

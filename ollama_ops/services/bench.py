@@ -9,10 +9,10 @@ the run is marked interrupted / failed. The caller decides the exit code from `B
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +25,10 @@ from ollama_ops.core.prompts import BUILTIN_SETS, builtin_prompts, parse_prompt_
 from ollama_ops.errors import UsageError
 from ollama_ops.services.bench_runner import LoadSpec, Runner
 from ollama_ops.services.bench_session import open_session, preflight, system_facts
+from ollama_ops.services.bench_sweep import SweepResult, SweepStep, run_sweep  # noqa: F401 - SweepStep re-exported
 
 FLUSH_ROWS = 64
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 0.05
 PROGRESS_SECONDS = 0.25
 CHUNKS_WARNING = ("the server sent no eval_count: output tokens were counted as text chunks, which may differ "
                   "from the model's tokens")
@@ -69,30 +70,6 @@ class Progress:
 
 
 @dataclass
-class SweepStep:
-    step: int
-    concurrency: int | None
-    rate: float | None
-    run_id: int
-    status: str
-    request_throughput: float
-    output_throughput: float
-    ttft_p50: float | None
-    e2el_p50: float | None
-    slo_attainment: float | None
-    meets_slo: bool
-    gain_pct: float | None
-
-
-@dataclass
-class SweepResult:
-    sweep_id: str
-    steps: list[SweepStep]
-    knee: SweepStep | None  # the highest load that met the SLO (or, without one, before saturation)
-    stop_reason: str
-
-
-@dataclass
 class BenchSeries:
     """Per-request samples of the measured phase for charts (successful requests; seconds)."""
 
@@ -122,25 +99,26 @@ class BenchResult:
     series: BenchSeries = field(default_factory=BenchSeries, metadata={"json_skip": True})
 
 
-# SLO attainment a sweep step needs to count as meeting the SLO, and the throughput gain below which more load
-# is judged useless (saturation).
-SLO_ATTAINMENT_TARGET = 0.90
-SATURATION_GAIN = 0.10
-
-
 class _Sink:
-    """Takes finished requests: batches them into the store, feeds the summary, reports progress."""
+    """Takes finished requests: commits them to the store within FLUSH_SECONDS (sooner when FLUSH_ROWS pile
+    up), feeds the summary, reports progress. A killed bench thus loses its in-flight requests and at most the
+    last FLUSH_SECONDS of finished ones; batching keeps commits to a few dozen a second at any request rate."""
 
     def __init__(self, store: Any, run_id: int, acc: MetricsAccumulator, epoch0: float,
                  progress: Callable[[int, int], None] | None) -> None:
         self.store, self.run_id, self.acc, self.epoch0 = store, run_id, acc, epoch0
         self.progress = progress
         self.rows: list[RequestRecord] = []
-        self.last_flush = self.last_progress = time.perf_counter()
+        self.last_progress = time.perf_counter()
         self.done = self.failed = 0
         self.chunk_counted = False
+        self.error: Exception | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, record: RequestRecord) -> None:
+        if self.error is not None:
+            raise self.error
         self.rows.append(record)
         if not record.warmup:
             self.acc.add(record, record.send_time - self.epoch0)
@@ -148,18 +126,32 @@ class _Sink:
             self.failed += not record.ok
             if record.ok and record.output_tokens_source == "chunks":
                 self.chunk_counted = True
-        now = time.perf_counter()
-        if len(self.rows) >= FLUSH_ROWS or now - self.last_flush >= FLUSH_SECONDS:
+        if len(self.rows) >= FLUSH_ROWS:
             self.flush()
-        if self.progress is not None and now - self.last_progress >= PROGRESS_SECONDS:
-            self.last_progress = now
-            self.progress(self.done, self.failed)
+        elif self._timer is None:
+            self._timer = self._loop.call_later(FLUSH_SECONDS, self._timed_flush)
+        if self.progress is not None:
+            now = time.perf_counter()
+            if now - self.last_progress >= PROGRESS_SECONDS:
+                self.last_progress = now
+                self.progress(self.done, self.failed)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - raised at the next request (ends the run) or the final flush
+            self.error = exc
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.rows:
-            self.store.add_requests(self.run_id, self.rows)
-            self.rows = []
-        self.last_flush = time.perf_counter()
+            rows, self.rows = self.rows, []
+            self.store.add_requests(self.run_id, rows)
+        if self.error is not None:
+            raise self.error
 
 
 def load_prompts(spec: str) -> list[Any]:
@@ -209,7 +201,11 @@ async def _main(config: BenchConfig, plan: Any, on_progress: Callable[[Progress]
         with Store(config.store_path) as store:
             if not config.sweep:
                 return await _one_run(config, config.load, session, store, plan, facts, system, on_progress)
-            return await _sweep(config, session, store, plan, facts, system, on_progress)
+
+            async def step(spec: LoadSpec, sweep_id: str, i: int) -> BenchResult:
+                return await _one_run(config, spec, session, store, plan, facts, system, on_progress, sweep_id, i)
+
+            return await run_sweep(config, step)
 
 
 async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any, plan: Any,
@@ -248,9 +244,12 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
         await runner.run_phase(spec.warmup, spec, spec.requests if spec.duration is None else None,
                                spec.duration, warmup=False)
         progress(sink.done, sink.failed)
+    except BaseException as exc:
+        _abandon(store, sink, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
     finally:
         restore()
-        sink.flush()
+    sink.flush()
     summary = acc.summary(runner.wall_s)
     status = {"interrupted": "interrupted", "server unreachable": "failed"}.get(runner.stop_reason or "",
                                                                                 "completed")
@@ -263,6 +262,15 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
                        database=str(store.path), series=series)
+
+
+def _abandon(store: Any, sink: _Sink, run_id: int, status: str) -> None:
+    """Keep what was measured and mark the run, on the way out of an unexpected error (best effort: the store
+    itself may be what failed)."""
+    with contextlib.suppress(Exception):
+        sink.flush()
+    with contextlib.suppress(Exception):
+        store.finish_run(run_id, status, None)
 
 
 def _trap_sigint(runner: Runner) -> Callable[[], None]:
@@ -285,64 +293,6 @@ def _trap_sigint(runner: Runner) -> Callable[[], None]:
             pass
 
     return restore
-
-
-def sweep_loads(spec: LoadSpec, highest: int) -> list[LoadSpec]:
-    """Concurrency 1, 2, 4, … up to `highest` (from --concurrency on), or rates R, 2R, 4R, … (`highest` × R)."""
-    steps = []
-    factor = 1
-    while factor <= highest:
-        if spec.open_loop:
-            steps.append(dataclasses.replace(spec, rate=(spec.rate or 1) * factor))
-        elif spec.concurrency * factor <= highest:
-            steps.append(dataclasses.replace(spec, concurrency=spec.concurrency * factor))
-        factor *= 2
-    return steps or [spec]
-
-
-async def _sweep(config: BenchConfig, session: Any, store: Any, plan: Any, facts: dict[str, Any],
-                 system: dict[str, Any], on_progress: Callable[[Progress], None] | None) -> BenchResult:
-    sweep_id = uuid.uuid4().hex[:12]
-    steps: list[SweepStep] = []
-    result: BenchResult | None = None
-    stop_reason = "reached the highest load"
-    for i, spec in enumerate(sweep_loads(config.load, config.sweep_max)):
-        result = await _one_run(config, spec, session, store, plan, facts, system, on_progress, sweep_id, i)
-        s = result.summary
-        previous = steps[-1] if steps else None
-        gain = (None if previous is None or previous.output_throughput <= 0
-                else s.output_throughput / previous.output_throughput - 1)
-        meets = not config.slo or (s.slo_attainment or 0) >= SLO_ATTAINMENT_TARGET
-        steps.append(SweepStep(step=i, concurrency=None if spec.open_loop else spec.concurrency, rate=spec.rate,
-                               run_id=result.run_id, status=result.status,
-                               request_throughput=s.request_throughput, output_throughput=s.output_throughput,
-                               ttft_p50=s.ttft.p50 if s.ttft else None, e2el_p50=s.e2el.p50 if s.e2el else None,
-                               slo_attainment=s.slo_attainment, meets_slo=meets and result.status == "completed",
-                               gain_pct=None if gain is None else gain * 100))
-        if result.status != "completed":
-            stop_reason = f"run {result.status}"
-            break
-        if not meets:
-            stop_reason = f"SLO attainment below {SLO_ATTAINMENT_TARGET:.0%}"
-            break
-        if gain is not None and gain < SATURATION_GAIN:
-            stop_reason = f"saturated: output throughput grew {gain:.0%} (< {SATURATION_GAIN:.0%})"
-            break
-    assert result is not None
-    knee = _knee(steps)
-    result.sweep = SweepResult(sweep_id=sweep_id, steps=steps, knee=knee, stop_reason=stop_reason)
-    return result
-
-
-def _knee(steps: list[SweepStep]) -> SweepStep | None:
-    """The highest load that met the SLO; at saturation, the step before the one that gained < 10%."""
-    good = [s for s in steps if s.meets_slo]
-    if not good:
-        return None
-    last = good[-1]
-    if last.gain_pct is not None and last.gain_pct < SATURATION_GAIN * 100 and len(good) > 1:
-        return good[-2]
-    return last
 
 
 def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,

@@ -33,6 +33,7 @@ PINNED_ENV = {
     "kv_cache_type": "OLLAMA_KV_CACHE_TYPE",
     "flash_attention": "OLLAMA_FLASH_ATTENTION",
     "max_queue": "OLLAMA_MAX_QUEUE",
+    "no_cloud": "OLLAMA_NO_CLOUD",
 }
 NO_CGROUP = "no usable cgroup here; starting without a hard memory cap"
 
