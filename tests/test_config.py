@@ -171,7 +171,8 @@ def test_bad_env_value_is_exit_3_naming_the_field(sollama, monkeypatch):
     monkeypatch.setenv("SOLLAMA_BENCH_CONCURRENCY", "0")
     result = sollama("config", "show")
     assert result.exit_code == 3, result.output
-    assert result.stderr.strip() == "error: environment: bench.concurrency must be >= 1, got 0"
+    assert result.stderr.strip() == ("error: environment variable SOLLAMA_BENCH_CONCURRENCY: "
+                                     "bench.concurrency must be >= 1, got 0")
 
 
 def test_env_value_that_yaml_cannot_construct_is_a_config_error(sollama, monkeypatch):

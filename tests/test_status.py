@@ -67,7 +67,7 @@ def test_status_of_nothing_exits_4_with_one_line(sollama):
     result = sollama("--host", f"127.0.0.1:{free_port()}", "status")
     assert result.exit_code == 4, result.output
     assert result.stdout == ""
-    assert one_line(result.stderr) and "unreachable" in result.stderr
+    assert one_line(result.stderr) and "cannot connect to Ollama" in result.stderr
 
 
 def test_status_json_of_nothing_still_prints_the_document(sollama):
@@ -75,8 +75,8 @@ def test_status_json_of_nothing_still_prints_the_document(sollama):
     assert result.exit_code == 4, result.output
     doc = json.loads(result.stdout)
     assert (doc["state"], doc["healthy"], doc["reachable"]) == ("unreachable", False, False)
-    assert doc["version"] is None and "Connection refused" in doc["error"]
-    assert one_line(result.stderr) and "unreachable" in result.stderr
+    assert doc["version"] is None and "connection refused" in doc["error"]
+    assert one_line(result.stderr) and "cannot connect to Ollama" in result.stderr
 
 
 def test_wait_against_nothing_gives_up_in_bounded_time(sollama):

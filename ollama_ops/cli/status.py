@@ -23,7 +23,7 @@ def _exit_for(report: StatusReport) -> None:
     if not report.reachable:
         alive = f"; {report.process.name} pid {report.process.pid} holds the port but does not answer" \
             if report.process else ""
-        raise ServerUnreachable(f"Ollama at {report.address} is unreachable: {report.error}{alive}",
+        raise ServerUnreachable(f"{report.error}{alive}",
                                 hint="start it with `sollama start` or check --host")
     if not report.healthy:
         raise Unhealthy(f"Ollama at {report.address} is degraded: {report.error}")

@@ -12,7 +12,13 @@ from typing import Any
 
 import aiohttp
 
-from ollama_ops.client.protocol import GenerateRequest, GenerateResult, ResultBuilder, error_for_status
+from ollama_ops.client.protocol import (
+    GenerateRequest,
+    GenerateResult,
+    ResultBuilder,
+    error_for_status,
+    unreachable,
+)
 from ollama_ops.client.resilience import CircuitBreaker
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
 from ollama_ops.errors import RequestTimeout, ServerError, ServerUnreachable
@@ -54,8 +60,7 @@ class AsyncOllamaClient:
             self._session = None
 
     def _unreachable(self, exc: Exception) -> ServerUnreachable:
-        return ServerUnreachable(f"cannot connect to Ollama at {self.base_url}: {exc or type(exc).__name__}",
-                                 hint="is it running? try `sollama start` or check --host")
+        return unreachable(self.base_url, exc)
 
     async def get_json(self, path: str) -> Any:
         self.breaker.check(self.base_url)

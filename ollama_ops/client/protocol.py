@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, TextChunk, Timings
-from ollama_ops.errors import BadRequest, ModelNotFound, OllamaError, ServerBusy, ServerError
+from ollama_ops.errors import BadRequest, ModelNotFound, OllamaError, ServerBusy, ServerError, ServerUnreachable
 
 IDEMPOTENT_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps", "/api/show"})
 
@@ -131,3 +132,13 @@ def error_for_status(status: int, body: bytes | str, *, model: str | None = None
     if status >= 500:
         return ServerError(f"server error: {message}", status=status)
     return OllamaError(f"HTTP {status}: {message}", status=status)
+
+
+def unreachable(base_url: str, exc: BaseException) -> ServerUnreachable:
+    """The one message for a failed connection, shared by both clients: 'connection refused', not errno noise."""
+    reason = str(exc) or type(exc).__name__
+    reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason)
+    reason = re.sub(r"^Cannot connect to host \S+ ssl:\S+ \[(.*)\]$", r"\1", reason)  # aiohttp's wording
+    reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason).strip() or type(exc).__name__
+    return ServerUnreachable(f"cannot connect to Ollama at {base_url}: {reason[:1].lower()}{reason[1:]}",
+                             hint="is it running? try `sollama start` or check --host")

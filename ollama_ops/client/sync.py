@@ -16,6 +16,7 @@ from ollama_ops.client.protocol import (
     ResultBuilder,
     error_for_status,
     result_from_object,
+    unreachable,
 )
 from ollama_ops.client.resilience import CircuitBreaker, backoff_delays
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
@@ -64,9 +65,7 @@ class OllamaClient:
     # -- transport ---------------------------------------------------------------------------------------------
 
     def _unreachable(self, exc: Exception) -> ServerUnreachable:
-        reason = str(exc) or type(exc).__name__
-        return ServerUnreachable(f"cannot connect to Ollama at {self.base_url}: {reason}",
-                                 hint="is it running? try `sollama start` or check --host")
+        return unreachable(self.base_url, exc)
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send with retries on connection failures (idempotent paths only) and the circuit breaker."""

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from ollama_ops.bench_model import RequestRecord
+from ollama_ops.client.protocol import error_message
 from ollama_ops.core.arrivals import arrival_offsets
 from ollama_ops.core.bench_metrics import queue_overhead
 from ollama_ops.core.ndjson import NS, chunk_text
@@ -64,16 +65,6 @@ def _status_kind(status: int, body: bytes) -> str:
     if status == 404 and b"not found" in body:
         return "model_not_found"
     return f"http_{status}"
-
-
-def _error_text(body: bytes) -> str:
-    try:
-        obj = json.loads(body)
-        if isinstance(obj, dict) and "error" in obj:
-            return str(obj["error"])
-    except ValueError:
-        pass
-    return body.decode("utf-8", "replace").strip()[:200]
 
 
 class Runner:
@@ -236,7 +227,7 @@ class Runner:
         async with self.session.post(self.path, data=body, headers=_HEADERS) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
-                raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {_error_text(raw)}")
+                raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
             rest = b""
             append = times.append
             async for data in resp.content.iter_any():

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ollama_ops import paths
 from ollama_ops.core import health
 from ollama_ops.core.health import Check
 from ollama_ops.core.hosts import parse_host
-from ollama_ops.errors import ConfigError, SollamaError
+from ollama_ops.errors import ConfigError, ProcessError, SollamaError
 
 VERSION_TIMEOUT = 10.0
 
@@ -28,16 +27,13 @@ class DoctorReport:
 
 
 def find_binary(settings: Any) -> str | None:
-    """ollama.binary (config or SOLLAMA_OLLAMA_BIN), else `ollama` on PATH, else the tools cache build."""
-    configured = settings.ollama.binary
-    if configured:
-        path = Path(configured).expanduser()
-        return str(path) if path.is_file() else configured
-    on_path = shutil.which("ollama")
-    if on_path:
-        return on_path
-    built = paths.tools_dir() / "bin" / "ollama"
-    return str(built) if built.is_file() else None
+    """The binary `sollama start` would run (same search order), or None when there is none."""
+    from ollama_ops.services.launch import find_binary as launch_binary
+
+    try:
+        return launch_binary(settings)
+    except ProcessError:
+        return None
 
 
 def binary_version(binary: str, host_url: str) -> tuple[str | None, str | None]:
