@@ -19,10 +19,19 @@ from rich.console import Console
 from rich.text import Text
 
 
+PIPE_WIDTH = 160  # tables written to a pipe or a CI log are not squeezed to 80 columns
+
+
 def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:
     no_color = bool(os.environ.get("NO_COLOR"))
+    stream = file or (sys.stderr if stderr else sys.stdout)
+    try:
+        piped = not stream.isatty()
+    except (AttributeError, ValueError):
+        piped = True
+    width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS") else None
     return Console(file=file, stderr=stderr, markup=False, highlight=False, emoji=False,
-                   no_color=no_color, soft_wrap=False)
+                   no_color=no_color, soft_wrap=False, width=width)
 
 
 def _styled(prefix: str, style: str, message: str) -> Text:
