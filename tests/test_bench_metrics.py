@@ -134,3 +134,26 @@ def test_summary_without_slo_or_requests() -> None:
     assert s.requests_ok == 0 and s.request_throughput == 0.0
     assert s.ttft is None and s.goodput is None and s.slo_attainment is None and s.breakdown is None
     assert s.output_tokens_source == "none"
+
+
+@pytest.mark.parametrize(("load", "prompt", "evl", "total", "wait"), [
+    (0.1, 0.2, 1.0, 1.3, 0.0),      # every part accounted for
+    (0.05, 0.2, 1.0, 2.5, 1.25),    # a request that waited for a runner slot (more requests than num_parallel)
+    (0.1, 0.2, 1.0, 1.2999, 0.0),   # rounding never makes a negative wait
+])
+def test_runner_wait_is_the_part_of_total_no_server_timer_covers(load, prompt, evl, total, wait):
+    from ollama_ops.core.bench_metrics import request_parts
+
+    parts = request_parts(load, prompt, evl, total, 0.002)
+    assert parts["wait"] == pytest.approx(wait)
+    assert list(parts) == ["load", "prompt_eval", "eval", "wait", "queue"]
+
+
+def test_breakdown_shares_of_a_queued_request_add_up_to_its_e2el():
+    from ollama_ops.core.bench_metrics import request_parts, server_breakdown
+
+    parts = {k: [v] for k, v in request_parts(0.05, 0.2, 1.0, 2.5, 0.01).items()}
+    b = server_breakdown(parts, [2.51])
+    assert b is not None
+    assert b.wait_s == pytest.approx(1.25)
+    assert sum(share for _, _, share in b.rows()) == pytest.approx(1.0)

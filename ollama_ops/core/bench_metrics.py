@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,20 +94,57 @@ def meets_slo(slo: SLO, ttft: float | None, tpot_s: float | None, e2el: float | 
     return not (slo.e2el is not None and (e2el is None or e2el > slo.e2el))
 
 
+# The parts of a request's E2EL, in order. `wait` is time inside the server's total that none of its own timers
+# covers: with more requests than OLLAMA_NUM_PARALLEL slots it is the wait for a slot in the runner.
+BREAKDOWN_LABELS = {
+    "load": "load (incl. scheduler queue)",
+    "prompt_eval": "prompt eval",
+    "eval": "eval",
+    "wait": "runner wait (total − load − prompt − eval)",
+    "queue": "queue + overhead (E2EL − total)",
+}
+
+
+def request_parts(load: float, prompt_eval: float, eval_: float, total: float, queue: float) -> dict[str, float]:
+    """One request's time split into the BREAKDOWN_LABELS parts (seconds)."""
+    return {"load": load, "prompt_eval": prompt_eval, "eval": eval_,
+            "wait": max(0.0, total - load - prompt_eval - eval_), "queue": queue}
+
+
 @dataclass
 class ServerBreakdown:
     """Where a request's time went, by the server's account: medians over requests of each part's share of the
     request's E2EL, and the medians in seconds. `queue` is E2EL − total_duration (client side, HTTP, queueing
-    before the server's timer); Ollama counts time waiting in its scheduler as `load`."""
+    before the server's timer); Ollama counts time waiting in its scheduler as `load`, and time waiting for a
+    runner slot appears only in its total (`wait`)."""
 
     load_share: float
     prompt_eval_share: float
     eval_share: float
+    wait_share: float
     queue_share: float
     load_s: float
     prompt_eval_s: float
     eval_s: float
+    wait_s: float
     queue_s: float
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        """(label, median seconds, median share of E2EL) per part, in order."""
+        return [(label, getattr(self, f"{key}_s"), getattr(self, f"{key}_share"))
+                for key, label in BREAKDOWN_LABELS.items()]
+
+
+def server_breakdown(parts: Mapping[str, Sequence[float]], e2el: Sequence[float]) -> ServerBreakdown | None:
+    """Medians of each part and of its share of the same request's E2EL; None without samples."""
+    if not len(e2el):
+        return None
+    fields_: dict[str, float] = {}
+    for key in BREAKDOWN_LABELS:
+        values = parts[key]
+        fields_[f"{key}_s"] = _median(values)
+        fields_[f"{key}_share"] = _median([v / e for v, e in zip(values, e2el, strict=True) if e])
+    return ServerBreakdown(**fields_)
 
 
 @dataclass
@@ -158,7 +195,7 @@ class MetricsAccumulator:
         self.e2el = array("d")
         self.tpot = array("d")
         self.itl = array("f")
-        self.parts: dict[str, array[float]] = {k: array("f") for k in ("load", "prompt_eval", "eval", "queue")}
+        self.parts: dict[str, array[float]] = {k: array("f") for k in BREAKDOWN_LABELS}
         self.parts_e2el = array("f")  # the E2EL of the same requests, for the shares
 
     def add(self, record: Any, send_offset: float = 0.0) -> None:
@@ -184,8 +221,8 @@ class MetricsAccumulator:
         if self.has_slo and meets_slo(self.slo, t_first, t_pot, t_end):
             self.good += 1
         if record.total_s and t_end:
-            values = {"load": record.load_s or 0.0, "prompt_eval": record.prompt_eval_s or 0.0,
-                      "eval": record.eval_s or 0.0, "queue": record.queue_s or 0.0}
+            values = request_parts(record.load_s or 0.0, record.prompt_eval_s or 0.0, record.eval_s or 0.0,
+                                   record.total_s, record.queue_s or 0.0)
             for key, value in values.items():
                 self.parts[key].append(value)
             self.parts_e2el.append(t_end)
@@ -199,15 +236,7 @@ class MetricsAccumulator:
         def per_second(total: float) -> float:
             return total / duration_s if duration_s > 0 else 0.0
 
-        breakdown = None
-        if len(self.parts["eval"]):
-            shares = {key: [v / e for v, e in zip(values, self.parts_e2el, strict=True)]
-                      for key, values in self.parts.items()}
-            breakdown = ServerBreakdown(
-                load_share=_median(shares["load"]), prompt_eval_share=_median(shares["prompt_eval"]),
-                eval_share=_median(shares["eval"]), queue_share=_median(shares["queue"]),
-                load_s=_median(self.parts["load"]), prompt_eval_s=_median(self.parts["prompt_eval"]),
-                eval_s=_median(self.parts["eval"]), queue_s=_median(self.parts["queue"]))
+        breakdown = server_breakdown(self.parts, self.parts_e2el)
         sources = set(self.sources)
         source = "none" if not sources else sources.pop() if len(sources) == 1 else "mixed"
         return BenchSummary(

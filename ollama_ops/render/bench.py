@@ -76,10 +76,7 @@ def render_bench(console: Console, result: Any) -> None:
         parts = Table(title="server breakdown (median per request)", title_justify="left")
         for col in ("part", "ms", "share of E2EL"):
             parts.add_column(col, justify="left" if col == "part" else "right")
-        for label, sec, share in (("load (incl. scheduler queue)", b.load_s, b.load_share),
-                                  ("prompt eval", b.prompt_eval_s, b.prompt_eval_share),
-                                  ("eval", b.eval_s, b.eval_share),
-                                  ("queue + overhead (E2EL − total)", b.queue_s, b.queue_share)):
+        for label, sec, share in b.rows():
             parts.add_row(label, _ms(sec), _pct(share))
         console.print(parts)
 

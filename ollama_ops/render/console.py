@@ -18,7 +18,6 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-
 PIPE_WIDTH = 160  # tables written to a pipe or a CI log are not squeezed to 80 columns
 
 

@@ -178,22 +178,20 @@ def figures(requests: Sequence[RequestRecord]) -> RunFigures:
     return fig
 
 
-_PARTS = (("load (incl. scheduler queue)", "load_s"), ("prompt eval", "prompt_eval_s"), ("eval", "eval_s"),
-          ("queue + overhead (E2EL − total)", "queue_s"))
-
-
 def breakdown(requests: Sequence[RequestRecord]) -> list[BreakdownPart]:
     """Where the time of the successful requests went (requests without the server's timings are skipped)."""
+    from ollama_ops.core.bench_metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
+
     rows = [r for r in requests if r.ok and not r.warmup and r.total_s and r.e2el]
-    if not rows:
+    parts: dict[str, list[float]] = {key: [] for key in BREAKDOWN_LABELS}
+    for r in rows:
+        for key, value in request_parts(r.load_s or 0.0, r.prompt_eval_s or 0.0, r.eval_s or 0.0, r.total_s or 0.0,
+                                        r.queue_s or 0.0).items():
+            parts[key].append(value)
+    summary = server_breakdown(parts, [r.e2el or 0.0 for r in rows])
+    if summary is None:
         return []
-    parts = []
-    for name, attr in _PARTS:
-        values = [getattr(r, attr) or 0.0 for r in rows]
-        parts.append(BreakdownPart(part=name, median_s=percentile(values, 50),
-                                   median_share=percentile([v / r.e2el for v, r in zip(values, rows, strict=True)
-                                                            if r.e2el], 50)))
-    return parts
+    return [BreakdownPart(part=label, median_s=sec, median_share=share) for label, sec, share in summary.rows()]
 
 
 def pooled_figures(runs: Sequence[Sequence[RequestRecord]]) -> RunFigures:
