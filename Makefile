@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-ollama:  ## build (or find) the pinned Ollama into $(SOLLAMA_TOOLS)/bin
-	bash scripts/install-ollama.sh >/dev/null
+ollama:  ## build the pinned Ollama into $(SOLLAMA_TOOLS)/bin (CI: must succeed; locally an ollama on PATH will do)
+	@if bash scripts/install-ollama.sh >/dev/null; then :; \
+	elif [ "$${CI:-}" = "true" ]; then echo "error: could not build Ollama, and CI requires it" >&2; exit 1; \
+	elif command -v ollama >/dev/null || [ -n "$${SOLLAMA_OLLAMA_BIN:-}" ]; then echo "using the ollama already installed" >&2; \
+	else echo "warning: no Ollama: integration tests will be skipped (CI never skips them)" >&2; fi
 
 model:   ## fetch the SmolLM2-135M GGUF into $(SOLLAMA_TOOLS)/models
 	bash scripts/fetch-test-model.sh >/dev/null

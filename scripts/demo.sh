@@ -21,7 +21,9 @@ step sollama status;                    $S status
 step sollama models list;               $S models list
 step sollama memory;                    $S memory
 step sollama generate -m "$MODEL" "Write one sentence about the sea." --max-tokens 40 --verbose
-$S generate -m "$MODEL" "Write one sentence about the sea." --max-tokens 40 --verbose
+stats=$(mktemp)
+$S generate -m "$MODEL" "Write one sentence about the sea." --max-tokens 40 --verbose 2>"$stats"
+echo; cat "$stats" >&2; rm -f "$stats"
 step sollama bench -m "$MODEL" --requests 8 --concurrency 2 --max-tokens 32 --report --label demo
 $S bench -m "$MODEL" --requests 8 --concurrency 2 --max-tokens 32 --report --label demo
 step sollama report;                    $S report

@@ -20,8 +20,14 @@ def client(ollama):
         yield c
 
 
-def test_version_is_the_pinned_build(client):
-    assert client.version() == "0.23.2"
+def test_version_is_the_pinned_build(client, ollama):
+    from tests.conftest import TOOLS
+
+    version = client.version()
+    if ollama.binary.startswith(str(TOOLS)):  # our build reports its pinned version
+        assert version == "0.23.2"
+    else:  # an ollama found on PATH: a release version string
+        assert version and version[0].isdigit()
 
 
 def test_ping_answers_ollama_is_running(client):
