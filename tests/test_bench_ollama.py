@@ -45,3 +45,17 @@ def test_bench_decode_rate_agrees_with_the_server(sollama, ollama) -> None:
     assert s["tpot"]["p50"] == pytest.approx(1 / client, rel=0.25)
     # the server's own clock covers the request nearly end to end: little is left outside it
     assert s["breakdown"]["eval_s"] > 0 and abs(s["breakdown"]["queue_s"]) < 0.05
+
+
+def test_two_streams_on_one_slot_show_the_runner_wait(sollama, ollama) -> None:
+    """With more concurrent requests than OLLAMA_NUM_PARALLEL (1 here), each waits for the runner slot inside the
+    server's total_duration but outside its load/prompt/eval timers: the breakdown must show it, and say so."""
+    result = sollama("--host", ollama.host, "bench", "-m", ollama.model, "-c", "2", "-n", "4", "--warmup", "1",
+                     "--max-tokens", "16", "-o", "temperature=0", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    b = data["summary"]["breakdown"]
+    assert b["wait_share"] > 0.2, b
+    assert b["load_share"] + b["prompt_eval_share"] + b["eval_share"] + b["wait_share"] + b["queue_share"] \
+        == pytest.approx(1.0, abs=0.15)
+    assert any("runner slot" in w for w in data["warnings"]), data["warnings"]

@@ -30,6 +30,8 @@ from ollama_ops.services.bench_sweep import SweepResult, SweepStep, run_sweep  #
 FLUSH_ROWS = 64
 FLUSH_SECONDS = 0.05
 PROGRESS_SECONDS = 0.25
+# A median share of E2EL spent waiting for a runner slot worth telling the user about.
+SLOT_WAIT_SHARE = 0.2
 CHUNKS_WARNING = ("the server sent no eval_count: output tokens were counted as text chunks, which may differ "
                   "from the model's tokens")
 
@@ -256,6 +258,10 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
     warnings = [CHUNKS_WARNING] if sink.chunk_counted else []
     if summary.requests_ok == 0 and summary.requests_failed and status == "completed":
         warnings.append("every request failed: " + ", ".join(f"{k} ×{n}" for k, n in summary.errors.items()))
+    wait = summary.breakdown.wait_share if summary.breakdown else 0.0
+    if wait >= SLOT_WAIT_SHARE:
+        warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
+                        "OLLAMA_NUM_PARALLEL; `sollama memory --parallel N` shows whether more slots fit")
     store.finish_run(run_id, status, dataclasses.asdict(summary))
     series = BenchSeries(send_s=list(acc.send), ttft_s=list(acc.ttft), e2el_s=list(acc.e2el))
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
