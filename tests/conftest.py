@@ -217,3 +217,11 @@ def ollama(ollama_server: OllamaServer, request: pytest.FixtureRequest) -> Itera
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         sys.stderr.write(f"\n--- ollama serve log (tail) {ollama_server.log} ---\n{ollama_server.log_tail()}\n")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the real daemon carries the `ollama` marker, so `-m ollama` / `-m "not ollama"` split
+    the suite exactly."""
+    for item in items:
+        if {"ollama", "ollama_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ollama)
