@@ -6,17 +6,15 @@ verbatim; styled text is built with `rich.text.Text`, never with markup strings.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
-from datetime import date, datetime
-from enum import Enum
-from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
+
+from ollama_ops.jsonable import to_jsonable
 
 PIPE_WIDTH = 160  # tables written to a pipe or a CI log are not squeezed to 80 columns
 
@@ -53,26 +51,6 @@ def display_info(console: Console, message: str) -> None:
 
 def display_success(console: Console, message: str) -> None:
     console.print(_styled("✓ ", "green", message), soft_wrap=True)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses → dicts, paths → strings, datetimes → ISO 8601, enums → values (recursively)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not f.metadata.get("json_skip")}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def print_json(data: Any, file: TextIO | None = None) -> None:

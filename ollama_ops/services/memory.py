@@ -112,7 +112,7 @@ def plan_memory(client: Any, settings: Any, *, models: list[str] | None = None, 
 
 
 def save_plan(plan: MemoryPlan) -> Path:
-    from ollama_ops.render.console import to_jsonable
+    from ollama_ops.jsonable import to_jsonable
 
     path = plan_path()
     try:
