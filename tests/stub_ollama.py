@@ -15,6 +15,14 @@ In-process::
 As a separate process (prints ``READY <port>`` once listening; SIGINT/SIGTERM stop it)::
 
     python tests/stub_ollama.py --port 0 --tokens 16 --first-token-delay 0.05 --token-delay 0.01
+
+Timing fidelity: a paced stream is scheduled from the moment the request's last bytes reached the stub
+(``data_received``), and every paced write records how late it went out against that schedule, on the
+system-wide monotonic clock (the same clock as ``time.perf_counter`` in any process on Linux, so a client can
+line its own timestamps up with the stub's).  ``GET /api/_stub/stats`` returns those records (``DELETE`` clears
+them), ``stub.stats()`` does the same in-process, and ``--report-lateness`` prints a summary at exit.  On Linux
+the stub's event loop sleeps with microsecond precision (see ``_PreciseEpollSelector``) instead of asyncio's
+default millisecond rounding.
 """
 
 import argparse
@@ -25,7 +33,13 @@ import email.utils
 import hashlib
 import http
 import json
+import math
+import select
+import selectors
 import signal
+import socket
+import statistics
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,6 +51,33 @@ _CLOSE, _STALL = object(), object()  # driver actions besides bytes (write) and 
 _END = b"0\r\n\r\n"
 _MAX_HEAD, _MAX_BODY = 64 * 1024, 64 * 1024 * 1024
 _date_cache = [0, ""]
+_STATS_KEEP = 100_000  # per-request timing records / paced writes kept (oldest dropped)
+
+
+class _PreciseEpollSelector(selectors.EpollSelector):
+    """epoll, but timeouts to the microsecond: asyncio's default selector rounds every timer wait UP to the
+    next whole millisecond (``epoll_wait`` takes ms), so a scripted 80 ms sleep ended 0-1 ms late (+0.5 ms
+    median).  A wait with a sub-millisecond part first blocks in ``select()`` (microsecond ``timeval``) on the
+    epoll fd itself, which is readable as soon as any registered fd is ready, then polls without waiting."""
+
+    def select(self, timeout=None):
+        if timeout is not None and timeout > 0 and timeout * 1e3 != math.ceil(timeout * 1e3):
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """The stub's event loop (call it in the thread that runs the loop)."""
+    if not hasattr(selectors, "EpollSelector"):
+        return asyncio.new_event_loop()
+    try:  # this thread's timer slack: 50 us by default, and 0.1% of the wait (80 us for 80 ms) for select()
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK, 1 ns
+    except (OSError, AttributeError):
+        pass
+    return asyncio.SelectorEventLoop(_PreciseEpollSelector())
 
 
 @dataclasses.dataclass
@@ -115,10 +156,15 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, stub: "StubOllama"):
         self.stub, self.buf, self.t, self.task = stub, bytearray(), None, None
+        self.t_rx = 0  # monotonic ns when the bytes completing the current request arrived
+        self.rid = None  # the request's X-Request-Id header, for the timing records
 
     def connection_made(self, transport):
         self.t = transport
         self.stub._conns.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets TCP_NODELAY on accepted sockets; counted to prove it
+            self.stub._nodelay[bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))] += 1
 
     def connection_lost(self, exc):
         self.stub._conns.discard(self)
@@ -126,6 +172,7 @@ class _Conn(asyncio.Protocol):
             self.task.cancel()
 
     def data_received(self, data):
+        self.t_rx = time.monotonic_ns()
         self.buf += data
         if self.task is None:
             self._process()
@@ -160,6 +207,7 @@ class _Conn(asyncio.Protocol):
             del self.buf[: end + 4 + clen]
             conn = hdrs.get("connection", "").lower()
             keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+            self.rid = hdrs.get("x-request-id")
             self.stub._dispatch(self, method, target.split("?", 1)[0], body, keep)
 
     def run(self, gen, keep: bool):
@@ -199,6 +247,7 @@ class _Conn(asyncio.Protocol):
                 self.t.close()
         finally:
             self.task = None
+        self.t_rx = time.monotonic_ns()  # a pipelined request's schedule starts when the stub turns to it
         self._process()  # pipelined requests that arrived meanwhile
 
 
@@ -229,6 +278,10 @@ class StubOllama:
         self._lock = threading.Lock()
         self._conns: set[_Conn] = set()
         self._thread = self._loop = self._stopping = self._error = None
+        self._timeline = collections.deque(maxlen=_STATS_KEEP)  # one dict per paced streamed request
+        self._late = collections.deque(maxlen=_STATS_KEEP)  # seconds each paced write went out after schedule
+        self._nodelay = [0, 0]  # accepted connections without / with TCP_NODELAY
+        self._origin, self._rid = 0, None  # of the request being dispatched (the loop is single-threaded)
         self._routes = {
             ("GET", "/api/version"): lambda r, k: _json(200, {"version": "0.0.0-stub"}, k),
             ("GET", "/api/tags"): self._tags,
@@ -259,6 +312,29 @@ class StubOllama:
         with self._lock:
             self._requests.clear()
             self.request_count = 0
+
+    def stats(self, clear: bool = False) -> dict:
+        """The stub's own timing record (monotonic clock, seconds) since start or the last clear.
+
+        ``requests``: one entry per paced streamed generate/chat request: ``id`` (its X-Request-Id header or
+        None), ``rx`` (when its last bytes arrived = time zero of its script), ``first`` / ``last`` (when the
+        first / last token chunk was handed to the socket), ``tokens``.  ``lateness``: median/p90/max seconds
+        that paced writes went out after their scheduled time, over ``writes`` writes.  ``nodelay``: accepted
+        connections with / without TCP_NODELAY.
+        """
+        with self._lock:
+            reqs, late = list(self._timeline), list(self._late)
+            if clear:
+                self._timeline.clear()
+                self._late.clear()
+        late.sort()
+        pick = (lambda q: late[min(len(late) - 1, int(q * len(late)))]) if late else (lambda q: None)
+        return {
+            "requests": reqs,
+            "writes": len(late),
+            "lateness": {"p50": statistics.median(late) if late else None, "p90": pick(0.9), "max": pick(1.0)},
+            "nodelay": {"on": self._nodelay[1], "off": self._nodelay[0]},
+        }
 
     def start(self) -> "StubOllama":
         if self._thread is None:
@@ -294,7 +370,7 @@ class StubOllama:
 
             self._loop = uvloop.new_event_loop()
         else:
-            self._loop = asyncio.new_event_loop()
+            self._loop = _new_loop()
         try:
             self._loop.run_until_complete(self._serve(ready))
         except BaseException as e:  # noqa: BLE001 - reported to start()
@@ -326,8 +402,11 @@ class StubOllama:
         with self._lock:
             self.request_count += 1
             self._requests.append((method, path, None if req is ValueError else req))
+        self._origin, self._rid = conn.t_rx, conn.rid
         if path == "/" and method in ("GET", "HEAD"):
             return conn.run([_response(200, b"Ollama is running", keep, TEXT_CT, method == "HEAD")], keep)
+        if path == "/api/_stub/stats" and method in ("GET", "DELETE"):
+            return conn.run([_json(200, self.stats(clear=method == "DELETE"), keep)], keep)
         route = self._routes.get((method, path))
         if route is None:
             return conn.run([_response(404, b"404 page not found", keep, TEXT_CT)], keep)
@@ -430,7 +509,7 @@ class StubOllama:
         return _response(200, b"", keep)
 
     def _infer(self, req: dict, keep: bool, chat: bool):
-        s, t0 = self.script, time.perf_counter_ns()
+        s, t0 = self.script, self._origin or time.monotonic_ns()
         if not (req.get("model") or req.get("name")):
             return _json(400, {"error": "model is required"}, keep)
         if s.status:
@@ -457,18 +536,19 @@ class StubOllama:
         if isinstance(num_predict, int) and 0 <= num_predict < n:
             n, reason = num_predict, "length"
         return self._generate(
-            s, base, n, reason, chat, req.get("stream") is not False, keep, max(1, len(text) // 4), t0
+            s, base, n, reason, chat, req.get("stream") is not False, keep, max(1, len(text) // 4), t0, self._rid
         )
 
-    def _generate(self, s: Script, base, n, reason, chat, stream, keep, prompt_tokens, t0):
+    def _generate(self, s: Script, base, n, reason, chat, stream, keep, prompt_tokens, t0, rid=None):
         """Response generator for generate/chat (see _Conn.run for the action protocol).
 
-        Timings (ns) are measured: load = request parse to generation start, prompt_eval =
-        generation start to first token, eval = first to last token plus one token_delay
-        (so eval_count/eval_duration ~ 1/token_delay), total = request parse to final chunk.
+        Timings (ns, monotonic clock) are measured: load = request arrival (``t0``, the script's time zero)
+        to generation start, prompt_eval = generation start to the first token's write, eval = first to last
+        token write plus one token_delay (so eval_count/eval_duration ~ 1/token_delay), total = arrival to
+        final chunk.  Paced writes of a streamed response are recorded for ``stats()``.
         """
-        t_load = time.perf_counter_ns()
-        start = time.monotonic()
+        t_load = time.monotonic_ns()
+        record = None
         field = b',"message":{"role":"assistant","content":' if chat else b',"response":'
         post = b'},"done":false}\n' if chat else b',"done":false}\n'
         model = json.dumps(base["model"]).encode()
@@ -497,15 +577,26 @@ class StubOllama:
                 break
             delay = s.first_token_delay + i * s.token_delay
             if delay:  # paced stream: fresh created_at per chunk, like Ollama
-                yield max(0.0, start + delay - time.monotonic())
+                due = t0 + round(delay * 1e9)
+                wait = due - time.monotonic_ns()
+                if wait > 0:
+                    yield wait / 1e9
                 pre = b'{"model":%s,"created_at":"%s"%s' % (model, _now_iso().encode(), field)
             tok = s.text(i)
-            if stream:
-                yield _chunk(pre + json.dumps(tok).encode() + post)
-            texts.append(tok)
-            t_last = time.perf_counter_ns()
+            out = _chunk(pre + json.dumps(tok).encode() + post) if stream else None
+            t_last = time.monotonic_ns()  # just before the write (a stream's chunk goes out in this step)
             t_first = t_first or t_last
-        end = time.perf_counter_ns()
+            if delay and stream:
+                with self._lock:
+                    if record is None:
+                        record = {"id": rid, "rx": t0 / 1e9, "first": t_last / 1e9, "last": 0.0, "tokens": 0}
+                        self._timeline.append(record)
+                    record["last"], record["tokens"] = t_last / 1e9, i + 1
+                    self._late.append((t_last - due) / 1e9)
+            if stream:
+                yield out
+            texts.append(tok)
+        end = time.monotonic_ns()
         t_first, t_last = t_first or end, t_last or end
         final = {"model": base["model"], "created_at": _now_iso()}
         content = "" if stream else "".join(texts)
@@ -532,6 +623,8 @@ def main(argv=None):
     p.add_argument("--loaded", action="append", help="model shown as loaded by /api/ps (repeatable)")
     p.add_argument("--uvloop", action="store_true", help="use uvloop if installed")
     p.add_argument("--omit-eval-count", action="store_true")
+    p.add_argument("--report-lateness", action="store_true",
+                   help="at exit, print to stderr how late paced writes went out against the script")
     fields = {
         "tokens": int,
         "token_text": str,
@@ -568,6 +661,13 @@ def main(argv=None):
     while not done.wait(0.5):
         pass
     stub.stop()
+    if a.report_lateness:
+        st = stub.stats()
+        late = {k: "-" if v is None else f"{v * 1e3:.3f} ms" for k, v in st["lateness"].items()}
+        print(f"stub lateness over {st['writes']} paced writes ({len(st['requests'])} requests): "
+              f"p50 {late['p50']}, p90 {late['p90']}, max {late['max']}; "
+              f"TCP_NODELAY on {st['nodelay']['on']} of {st['nodelay']['on'] + st['nodelay']['off']} connections",
+              file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -157,3 +157,95 @@ def test_breakdown_shares_of_a_queued_request_add_up_to_its_e2el():
     assert b is not None
     assert b.wait_s == pytest.approx(1.25)
     assert sum(share for _, _, share in b.rows()) == pytest.approx(1.0)
+
+
+def _random_ok(rng, idx: int) -> RequestRecord:  # type: ignore[no-untyped-def]
+    ttft = rng.uniform(0.02, 0.4)
+    out = rng.randint(1, 20)
+    e2el = ttft + (out - 1) * rng.uniform(0.005, 0.02)
+    total = e2el - rng.uniform(-0.002, 0.01)  # queue = E2EL − total may be slightly negative
+    return RequestRecord(idx=idx, send_time=100.0 + idx * 0.01, ok=True, ttft=ttft, e2el=e2el,
+                         itl=[rng.uniform(0.004, 0.03) for _ in range(out - 1)], output_tokens=out,
+                         prompt_tokens=5, load_s=rng.choice([0.0, rng.uniform(0.0, 0.05)]),
+                         prompt_eval_s=ttft / 3, eval_s=e2el - ttft, total_s=total,
+                         queue_s=queue_overhead(e2el, total))
+
+
+@pytest.mark.parametrize("requests", [50, 9_000])
+def test_long_run_summary_matches_the_exact_figures(requests: int) -> None:
+    """Past the exact limit the sketches take over: percentiles within 0.1 %, n/mean/min/max exact."""
+    import random
+
+    from ollama_ops.core.bench_metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
+    from ollama_ops.core.stats import describe
+
+    rng = random.Random(requests)
+    records = [_random_ok(rng, i) for i in range(requests)]
+    acc = MetricsAccumulator()
+    for r in records:
+        acc.add(r, r.send_time - 100.0)
+    s = acc.summary(10.0)
+    tpots = [t for r in records if (t := tpot(r.ttft, r.e2el, r.output_tokens)) is not None]
+    expected = {"ttft": describe([r.ttft for r in records]), "e2el": describe([r.e2el for r in records]),
+                "tpot": describe(tpots), "itl": describe([g for r in records for g in r.itl])}
+    for name, exact in expected.items():
+        got = getattr(s, name)
+        assert got is not None and exact is not None
+        assert (got.n, got.min, got.max) == (exact.n, exact.min, exact.max), name
+        assert got.mean == pytest.approx(exact.mean, rel=1e-12)
+        for p in ("p50", "p90", "p95", "p99"):
+            assert getattr(got, p) == pytest.approx(getattr(exact, p), rel=1e-3), (name, p)
+            if requests < 1000:
+                assert getattr(got, p) == getattr(exact, p)  # still exact
+    parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN_LABELS}
+    for r in records:
+        for k, v in request_parts(r.load_s, r.prompt_eval_s, r.eval_s, r.total_s, r.queue_s).items():
+            parts[k].append(v)
+    b, e = s.breakdown, server_breakdown(parts, [r.e2el for r in records])
+    assert b is not None and e is not None
+    for (label, sec, share), (_, sec_e, share_e) in zip(b.rows(), e.rows(), strict=True):
+        assert sec == pytest.approx(sec_e, rel=1e-3, abs=1e-12), label
+        assert share == pytest.approx(share_e, rel=1e-3, abs=1e-12), label
+
+
+def test_chart_series_is_bounded_and_spread_over_the_run() -> None:
+    import random
+
+    from ollama_ops.core.bench_metrics import SERIES_POINTS
+
+    rng = random.Random(3)
+    acc = MetricsAccumulator()
+    for i in range(12_000):
+        r = _random_ok(rng, i)
+        acc.add(r, float(i))
+    acc.add(RequestRecord(idx=12_000, send_time=0.0, ok=True, ttft=None, e2el=None, output_tokens=0), 1.0)
+    send, ttft, e2el = acc.chart_series()
+    assert SERIES_POINTS // 2 <= len(send) <= SERIES_POINTS and len(send) == len(ttft) == len(e2el)
+    step = send[1] - send[0]
+    assert send == [i * step for i in range(len(send))]  # every k-th request from the first
+    assert send[-1] >= 12_000 - 2 * step
+
+
+def test_small_run_chart_series_keeps_every_request() -> None:
+    acc = MetricsAccumulator()
+    for i in range(3):
+        acc.add(_ok(i, 0.1 * (i + 1), 1.0, 5, total=0.9), float(i))
+    assert acc.chart_series() == ([0.0, 1.0, 2.0], [0.1, 0.2, pytest.approx(0.3)], [1.0, 1.0, 1.0])
+
+
+def test_accumulator_memory_is_constant_in_the_number_of_requests() -> None:
+    import random
+
+    rng = random.Random(5)
+    records = [_random_ok(rng, i) for i in range(2000)]
+    acc = MetricsAccumulator()
+    sizes = []
+    for lap in range(10):
+        for r in records:
+            acc.add(r, float(lap))
+        sizes.append(acc.nbytes())
+    assert acc.count == 20_000
+    # Once every metric is past its exact limit only the pending batches rise and fall (a sawtooth): the peak
+    # of any 6,000 requests stays the same.
+    assert max(sizes[5:]) <= 1.05 * max(sizes[2:5])
+    assert max(sizes) < 1_500_000

@@ -6,22 +6,28 @@ consecutive text chunks, pooled over requests; queue/overhead = E2EL − the ser
 is a total over the wall time from the first send to the last response; goodput counts only the successful
 requests that meet every SLO given.
 
-`MetricsAccumulator` keeps the samples of a run in compact float arrays (8 bytes a value), so a long run's memory
-grows by a few bytes per request while the per-request rows themselves go to the store and are dropped.
+`MetricsAccumulator` holds a run's samples in `quantiles.QuantileSketch`es: every sample of a metric while there
+are at most `quantiles.EXACT_LIMIT` (exact percentiles), then a log-linear histogram (percentiles within 0.05 %;
+n, mean, min and max exact). With the per-request rows going to the store as the run goes, and the chart series
+thinned to SERIES_POINTS rows, the memory of a run stays constant however long it runs.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import Any
 
-from ollama_ops.core.stats import Distribution, describe, percentile
+from ollama_ops.core.quantiles import EvenSample, QuantileSketch
+from ollama_ops.core.stats import Distribution, percentile
 from ollama_ops.core.units import parse_duration
 
 SLO_METRICS = ("ttft", "tpot", "e2el")
+SERIES_POINTS = 5000  # most (send offset, TTFT, E2EL) rows kept for the latency charts
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,12 @@ BREAKDOWN_LABELS = {
 
 def request_parts(load: float, prompt_eval: float, eval_: float, total: float, queue: float) -> dict[str, float]:
     """One request's time split into the BREAKDOWN_LABELS parts (seconds)."""
-    return {"load": load, "prompt_eval": prompt_eval, "eval": eval_,
-            "wait": max(0.0, total - load - prompt_eval - eval_), "queue": queue}
+    return dict(zip(BREAKDOWN_LABELS, _part_values(load, prompt_eval, eval_, total, queue), strict=True))
+
+
+def _part_values(load: float, prompt_eval: float, eval_: float, total: float,
+                 queue: float) -> tuple[float, float, float, float, float]:
+    return load, prompt_eval, eval_, max(0.0, total - load - prompt_eval - eval_), queue
 
 
 @dataclass
@@ -175,8 +185,21 @@ def _median(values: Sequence[float]) -> float:
     return percentile(values, 50) if values else math.nan
 
 
+# One row of MetricsAccumulator's pending buffer: send offset, TTFT, E2EL, TPOT, the parts, their shares (NaN when
+# absent), transposed into the sketches every 256 requests.
+_METRICS = ("ttft", "e2el", "tpot")
+_ROW = 1 + len(_METRICS) + 2 * len(BREAKDOWN_LABELS)
+_FLUSH_LEN = 256 * _ROW
+_NAN = math.nan
+_NO_PARTS = (_NAN,) * (2 * len(BREAKDOWN_LABELS))
+_NO_ROW = (_NAN,) * _ROW
+
+
 class MetricsAccumulator:
-    """Collects per-request samples of one run and builds its BenchSummary."""
+    """Collects the per-request samples of one run, in constant memory, and builds its BenchSummary.
+
+    The hot path (`add`, once per request) appends one row of floats to a small buffer; every 256
+    requests the buffer is transposed into one `QuantileSketch` per metric by C-level slicing."""
 
     def __init__(self, slo: SLO | None = None) -> None:
         self.slo = slo or SLO()
@@ -188,15 +211,17 @@ class MetricsAccumulator:
         self.prompt_tokens = 0
         self.sources: set[str] = set()
         self.good = 0
-        # Exact percentiles need every sample: doubles for the headline latencies, float32 (0.1 µs at 10 ms,
-        # 8 µs at 100 s) for the numerous or secondary ones, so a request costs ~110 bytes here.
-        self.send = array("f")  # send offsets of successful requests (for latency-over-time charts)
-        self.ttft = array("d")
-        self.e2el = array("d")
-        self.tpot = array("d")
-        self.itl = array("f")
-        self.parts: dict[str, array[float]] = {k: array("f") for k in BREAKDOWN_LABELS}
-        self.parts_e2el = array("f")  # the E2EL of the same requests, for the shares
+        self.ttft = QuantileSketch()
+        self.e2el = QuantileSketch()
+        self.tpot = QuantileSketch()
+        self.itl = QuantileSketch()
+        # Each part of a request's time in seconds, and its share of the same request's E2EL.
+        self.parts = {k: QuantileSketch() for k in BREAKDOWN_LABELS}
+        self.shares = {k: QuantileSketch() for k in BREAKDOWN_LABELS}
+        # (send offset, TTFT, E2EL) of successful requests for latency-over-time charts, evenly thinned.
+        self.series = EvenSample(3, SERIES_POINTS)
+        self._rows = array("d")
+        self._sinks = [self.ttft, self.e2el, self.tpot, *self.parts.values(), *self.shares.values()]
 
     def add(self, record: Any, send_offset: float = 0.0) -> None:
         """Add one request (a `bench_model.RequestRecord` or anything with its fields)."""
@@ -211,32 +236,73 @@ class MetricsAccumulator:
         self.sources.add(record.output_tokens_source)
         t_first, t_end = record.ttft, record.e2el
         t_pot = tpot(t_first, t_end, record.output_tokens)
-        if t_first is not None and t_end is not None:
-            self.send.append(send_offset)
-            self.ttft.append(t_first)
-            self.e2el.append(t_end)
-        if t_pot is not None:
-            self.tpot.append(t_pot)
-        self.itl.extend(record.itl)
+        if record.itl:
+            self.itl.extend(record.itl)
         if self.has_slo and meets_slo(self.slo, t_first, t_pot, t_end):
             self.good += 1
-        if record.total_s and t_end:
-            values = request_parts(record.load_s or 0.0, record.prompt_eval_s or 0.0, record.eval_s or 0.0,
-                                   record.total_s, record.queue_s or 0.0)
-            for key, value in values.items():
-                self.parts[key].append(value)
-            self.parts_e2el.append(t_end)
+        rows = self._rows
+        total = record.total_s
+        if t_first is None or t_end is None:
+            rows.extend(_NO_ROW)
+        elif total and t_end:
+            load, prompt, eval_, wait, queue = _part_values(record.load_s or 0.0, record.prompt_eval_s or 0.0,
+                                                            record.eval_s or 0.0, total, record.queue_s or 0.0)
+            rows.extend((send_offset, t_first, t_end, _NAN if t_pot is None else t_pot,
+                         load, prompt, eval_, wait, queue,
+                         load / t_end, prompt / t_end, eval_ / t_end, wait / t_end, queue / t_end))
+        else:
+            rows.extend((send_offset, t_first, t_end, _NAN if t_pot is None else t_pot))
+            rows.extend(_NO_PARTS)
+        if len(rows) >= _FLUSH_LEN:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Transpose the pending rows into the sketches and the chart series."""
+        rows = self._rows
+        if not rows:
+            return
+        self._rows = array("d")
+        send, first, end = (rows[i::_ROW] for i in range(3))
+        if _has_nan(end):
+            keep = [i for i, v in enumerate(end) if not math.isnan(v)]
+            send, first, end = (array("d", [c[i] for i in keep]) for c in (send, first, end))
+        self.series.extend(send, first, end)
+        for i, sketch in enumerate(self._sinks, start=1):
+            column = rows[i::_ROW]
+            sketch.extend(filterfalse(math.isnan, column) if _has_nan(column) else column)
 
     @property
     def count(self) -> int:
         return self.ok + self.failed
+
+    def breakdown(self) -> ServerBreakdown | None:
+        """Medians of each part and of its share of the request's E2EL (as `server_breakdown`)."""
+        self._flush()
+        if not len(self.parts["load"]):
+            return None
+        fields_: dict[str, float] = {}
+        for key in BREAKDOWN_LABELS:
+            fields_[f"{key}_s"] = self.parts[key].quantile(50)
+            fields_[f"{key}_share"] = self.shares[key].quantile(50)
+        return ServerBreakdown(**fields_)
+
+    def chart_series(self) -> tuple[list[float], list[float], list[float]]:
+        """(send offsets, TTFTs, E2ELs) of at most SERIES_POINTS successful requests spread evenly over the run."""
+        self._flush()
+        send, first, end = self.series.lists()
+        return send, first, end
+
+    def nbytes(self) -> int:
+        """Memory held by the samples: bounded (see `quantiles`), whatever the number of requests."""
+        return (sum(s.nbytes() for s in (*self._sinks, self.itl)) + self.series.nbytes()
+                + sys.getsizeof(self._rows))
 
     def summary(self, duration_s: float) -> BenchSummary:
         """The run summary over `duration_s` seconds of wall time (first send → last response)."""
         def per_second(total: float) -> float:
             return total / duration_s if duration_s > 0 else 0.0
 
-        breakdown = server_breakdown(self.parts, self.parts_e2el)
+        self._flush()
         sources = set(self.sources)
         source = "none" if not sources else sources.pop() if len(sources) == 1 else "mixed"
         return BenchSummary(
@@ -245,7 +311,11 @@ class MetricsAccumulator:
             output_throughput=per_second(self.output_tokens),
             total_token_throughput=per_second(self.output_tokens + self.prompt_tokens),
             output_tokens=self.output_tokens, prompt_tokens=self.prompt_tokens, output_tokens_source=source,
-            ttft=describe(self.ttft), tpot=describe(self.tpot), itl=describe(self.itl), e2el=describe(self.e2el),
-            breakdown=breakdown, slo=self.slo.as_dict(),
+            ttft=self.ttft.describe(), tpot=self.tpot.describe(), itl=self.itl.describe(),
+            e2el=self.e2el.describe(), breakdown=self.breakdown(), slo=self.slo.as_dict(),
             goodput=per_second(self.good) if self.slo else None,
             slo_attainment=(self.good / self.count if self.count else 0.0) if self.slo else None)
+
+
+def _has_nan(column: array[float]) -> bool:
+    return math.isnan(sum(column))  # NaN propagates (as would inf − inf: filtered the same, harmlessly)

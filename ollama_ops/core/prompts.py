@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,21 +187,31 @@ def request_body(item: PromptItem, *, model: str, api: str, max_tokens: int | No
     return body
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """A well-mixed 64-bit hash of x (SplitMix64's finaliser): the i-th draw of a seeded stream, no state."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
 class PayloadPlan:
-    """Which pre-serialized body request i sends: a seeded choice, drawn once and remembered."""
+    """Which pre-serialized body request i sends: a seeded choice computed from (seed, i), so the plan is
+    reproducible and holds no per-request state however long the run."""
 
     def __init__(self, bodies: list[bytes], seed: int | None = 0) -> None:
         if not bodies:
             raise ValueError("no request bodies")
         self.bodies = bodies
-        self._rng = random.Random(seed)
-        self._choices = array("I")
+        self._seed = random.SystemRandom().getrandbits(64) if seed is None else seed & _MASK64
 
     def body(self, i: int) -> bytes:
         """The body of request `i` (0-based, warm-up requests included)."""
-        while len(self._choices) <= i:
-            self._choices.append(self._rng.randrange(len(self.bodies)))
-        return self.bodies[self._choices[i]]
+        # SplitMix64's i-th output: mix(seed + i·γ) (γ is added once more inside _splitmix64)
+        return self.bodies[_splitmix64((self._seed + i * 0x9E3779B97F4A7C15) & _MASK64) % len(self.bodies)]
 
 
 def plan_payloads(items: list[PromptItem], *, model: str, api: str, max_tokens: int | None,

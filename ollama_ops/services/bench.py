@@ -73,7 +73,8 @@ class Progress:
 
 @dataclass
 class BenchSeries:
-    """Per-request samples of the measured phase for charts (successful requests; seconds)."""
+    """Samples of the measured phase for charts (successful requests; seconds): every request up to
+    `bench_metrics.SERIES_POINTS`, beyond that an even thinning of them (every k-th request)."""
 
     send_s: list[float] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
@@ -263,7 +264,8 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
         warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
                         "OLLAMA_NUM_PARALLEL; `sollama memory --parallel N` shows whether more slots fit")
     store.finish_run(run_id, status, dataclasses.asdict(summary))
-    series = BenchSeries(send_s=list(acc.send), ttft_s=list(acc.ttft), e2el_s=list(acc.e2el))
+    send_s, ttft_s, e2el_s = acc.chart_series()
+    series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,

@@ -4,6 +4,13 @@ Kept lean on purpose (the load generator must not be the bottleneck): bodies are
 read with `iter_any` and split into lines here, and a streaming chunk is recognised by its bytes; only the final
 line, error lines and anything unusual go through `json.loads`. Each finished request becomes one
 `RequestRecord` handed to `sink`; cancelled in-flight requests (Ctrl-C, dead server) are not recorded.
+
+Send time: on Python < 3.12 aiohttp writes a request's headers and body from a task of its own that runs on a later
+loop turn, after every callback already queued (at concurrency 32: the other streams' chunks, and the other
+workers building their requests), so a clock read before `session.post` ran 0.4 ms (concurrency 1) to 1.5 ms
+(concurrency 32) ahead of the bytes leaving. TTFT and E2EL are therefore measured from the first socket write of
+the request, noted by `_StampedWrite` on each keep-alive connection; a connection's first request (its transport
+does not exist before `post`) falls back to the clock read before `post`.
 """
 
 from __future__ import annotations
@@ -48,6 +55,44 @@ class LoadSpec:
     @property
     def open_loop(self) -> bool:
         return self.rate is not None
+
+
+class _StampedWrite:
+    """Stands in for a connection's `transport.write`/`writelines`: notes when the next request's first bytes went
+    to the socket (`at`, perf_counter; the request that claims it sets it back to None)."""
+
+    __slots__ = ("at", "write", "writelines")
+
+    def __init__(self, transport: Any) -> None:
+        self.at: float | None = None
+        self.write = self._wrap(transport.write)
+        self.writelines = self._wrap(transport.writelines)
+
+    def _wrap(self, method: Callable[[Any], None]) -> Callable[[Any], None]:
+        def stamped(data: Any) -> None:
+            if self.at is None:
+                self.at = time.perf_counter()
+            method(data)
+        return stamped
+
+    @classmethod
+    def claim(cls, resp: aiohttp.ClientResponse) -> float | None:
+        """The first-write time of the request `resp` answers (None on a connection's first request), and watch
+        the connection for the next one."""
+        conn = resp.connection
+        transport = conn.transport if conn is not None else None
+        if transport is None:
+            return None
+        stamp = transport.__dict__.get("_sollama_stamp")
+        if stamp is None:
+            try:
+                stamp = transport._sollama_stamp = cls(transport)
+                transport.write, transport.writelines = stamp.write, stamp.writelines
+            except AttributeError:  # a transport without __dict__ (e.g. uvloop): keep the clock read before post
+                return None
+            return None
+        at, stamp.at = stamp.at, None
+        return at
 
 
 class _Failure(Exception):
@@ -188,8 +233,9 @@ class Runner:
         send = time.perf_counter()
         if not warmup and self.first_send is None:
             self.first_send = send
+        sent = [send]  # _exchange replaces it with the request's first socket write when known
         try:
-            final = await self._exchange(body, times)
+            final = await self._exchange(body, times, sent)
             self.connect_failures = 0
         except _Failure as exc:
             error = exc
@@ -211,7 +257,7 @@ class Runner:
         if not warmup:
             self.last_end = end
         # Bookkeeping runs on the next loop turn, off the critical path: the worker sends its next request first.
-        self._loop.call_soon(self._finish, idx, warmup, send, times, final, error)
+        self._loop.call_soon(self._finish, idx, warmup, sent[0], times, final, error)
 
     def _finish(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
                 error: _Failure | None) -> None:
@@ -222,9 +268,12 @@ class Runner:
                 self.sink_error = exc
             self.stop("sink failed")
 
-    async def _exchange(self, body: bytes, times: list[float]) -> dict[str, Any]:
+    async def _exchange(self, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]:
         """POST one request and collect the arrival times of text chunks; returns the final object."""
         async with self.session.post(self.path, data=body, headers=_HEADERS) as resp:
+            at = _StampedWrite.claim(resp)
+            if at is not None:
+                sent[0] = at
             if resp.status >= 400:
                 raw = await resp.read()
                 raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
