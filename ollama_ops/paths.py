@@ -25,30 +25,28 @@ def config_dir() -> Path:
     return Path(user_config_dir(APP))
 
 
-def state_dir(create: bool = False) -> Path:
+def _app_dir(sub: str, platform_dir: str, create: bool) -> Path:
+    """`SOLLAMA_HOME/<sub>`, else the platform's user dir of that kind (e.g. user_state_dir)."""
     home = _home()
     if home:
-        path = home / "state"
+        path = home / sub
     else:
-        from platformdirs import user_state_dir
+        import platformdirs
 
-        path = Path(user_state_dir(APP))
+        path = Path(getattr(platformdirs, platform_dir)(APP))
     if create:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def state_dir(create: bool = False) -> Path:
+    """Pid file, lock, daemon logs, the saved memory plan."""
+    return _app_dir("state", "user_state_dir", create)
 
 
 def data_dir(create: bool = False) -> Path:
-    home = _home()
-    if home:
-        path = home / "data"
-    else:
-        from platformdirs import user_data_dir
-
-        path = Path(user_data_dir(APP))
-    if create:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    """History database, chat transcripts and readline history."""
+    return _app_dir("data", "user_data_dir", create)
 
 
 def tools_dir() -> Path:

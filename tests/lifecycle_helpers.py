@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -101,3 +102,16 @@ def real_daemon_env(monkeypatch, tmp_path: Path) -> str:  # type: ignore[no-unty
     for var in [v for v in os.environ if v.startswith("OLLAMA_")]:
         monkeypatch.delenv(var)
     return host
+
+
+def real_daemon_host(monkeypatch, tmp_path: Path, request) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Body of the `host` fixtures of the real-daemon lifecycle tests: an isolated address for `sollama start`;
+    afterwards the daemon's log on failure, and our daemon stopped (by its verified PID)."""
+    import sys
+
+    address = real_daemon_env(monkeypatch, tmp_path)
+    yield address
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and pf.log_path().exists():
+        sys.stderr.write(f"\n--- daemon log {pf.log_path()} ---\n{pf.log_path().read_text(errors='replace')[-3000:]}\n")
+    stop_our_daemon()

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import httpx
 import pytest
 
 from ollama_ops.edges import process as pf
 from tests import conftest
-from tests.lifecycle_helpers import nothing_listens, real_daemon_env, stop_our_daemon
+from tests.lifecycle_helpers import nothing_listens, real_daemon_host
 
 pytestmark = pytest.mark.ollama
 
 
 @pytest.fixture
 def host(monkeypatch, tmp_path, request):
-    address = real_daemon_env(monkeypatch, tmp_path)
-    yield address
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and pf.log_path().exists():
-        sys.stderr.write(f"\n--- daemon log ---\n{pf.log_path().read_text(errors='replace')[-3000:]}\n")
-    stop_our_daemon()
+    yield from real_daemon_host(monkeypatch, tmp_path, request)
 
 
 def test_cleanup_unloads_models_and_stops_the_daemon(sollama, host):

@@ -23,9 +23,8 @@ from tests.lifecycle_helpers import (
     end,
     foreign_record,
     nothing_listens,
-    real_daemon_env,
+    real_daemon_host,
     spawn_sleep,
-    stop_our_daemon,
     write_pidfile_text,
 )
 
@@ -35,12 +34,7 @@ SOLLAMA = str(Path(sys.executable).with_name("sollama"))
 
 @pytest.fixture
 def host(monkeypatch, tmp_path, request):
-    address = real_daemon_env(monkeypatch, tmp_path)
-    yield address
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and pf.log_path().exists():
-        sys.stderr.write(f"\n--- daemon log {pf.log_path()} ---\n{pf.log_path().read_text(errors='replace')[-3000:]}")
-    stop_our_daemon()
+    yield from real_daemon_host(monkeypatch, tmp_path, request)
 
 
 def _serve_processes_on(host: str) -> list[int]:
