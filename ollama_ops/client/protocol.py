@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import dataclass, field
@@ -136,7 +137,8 @@ def error_for_status(status: int, body: bytes | str, *, model: str | None = None
 
 def unreachable(base_url: str, exc: BaseException) -> ServerUnreachable:
     """The one message for a failed connection, shared by both clients: 'connection refused', not errno noise."""
-    reason = str(exc) or type(exc).__name__
+    code = getattr(exc, "errno", None) or getattr(getattr(exc, "os_error", None), "errno", None)
+    reason = "connection refused" if code == errno.ECONNREFUSED else (str(exc) or type(exc).__name__)
     reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason)
     reason = re.sub(r"^Cannot connect to host \S+ ssl:\S+ \[(.*)\]$", r"\1", reason)  # aiohttp's wording
     reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason).strip() or type(exc).__name__

@@ -26,6 +26,7 @@ from ollama_ops.errors import UsageError
 from ollama_ops.services.bench_runner import LoadSpec, Runner
 from ollama_ops.services.bench_session import open_session, preflight, system_facts
 from ollama_ops.services.bench_sweep import SweepResult, SweepStep, run_sweep  # noqa: F401 - SweepStep re-exported
+from ollama_ops.services.bench_wire import WireClient
 
 FLUSH_ROWS = 64
 FLUSH_SECONDS = 0.05
@@ -201,19 +202,27 @@ async def _main(config: BenchConfig, plan: Any, on_progress: Callable[[Progress]
     system = system_facts()
     async with open_session(config) as session:
         facts = await preflight(session, config.model, config.base_url)
-        with Store(config.store_path) as store:
-            if not config.sweep:
-                return await _one_run(config, config.load, session, store, plan, facts, system, on_progress)
+        wire = WireClient.for_url(config.base_url, config.timeout, config.connect_timeout)  # None on https
+        try:
+            with Store(config.store_path) as store:
+                if not config.sweep:
+                    return await _one_run(config, config.load, session, store, plan, facts, system, on_progress,
+                                          wire=wire)
 
-            async def step(spec: LoadSpec, sweep_id: str, i: int) -> BenchResult:
-                return await _one_run(config, spec, session, store, plan, facts, system, on_progress, sweep_id, i)
+                async def step(spec: LoadSpec, sweep_id: str, i: int) -> BenchResult:
+                    return await _one_run(config, spec, session, store, plan, facts, system, on_progress, sweep_id,
+                                          i, wire=wire)
 
-            return await run_sweep(config, step)
+                return await run_sweep(config, step)
+        finally:
+            if wire is not None:
+                wire.close()
 
 
 async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any, plan: Any,
                    facts: dict[str, Any], system: dict[str, Any], on_progress: Callable[[Progress], None] | None,
-                   sweep_id: str | None = None, step: int | None = None) -> BenchResult:
+                   sweep_id: str | None = None, step: int | None = None,
+                   wire: WireClient | None = None) -> BenchResult:
     load = load_settings_dict(config, spec)
     meta = RunMeta(model=config.model, host=config.host, label=config.label, api=config.api,
                    ollama_version=facts.get("version"), model_digest=facts.get("digest"), load=load,
@@ -234,7 +243,7 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
                                  in_flight=runner.in_flight, step=step_text))
 
     sink = _Sink(store, run_id, acc, 0.0, progress if on_progress else None)
-    runner = Runner(session, path, plan, sink)
+    runner = Runner(session, path, plan, sink, wire)
     sink.epoch0 = runner.epoch0
     restore = _trap_sigint(runner)
     try:

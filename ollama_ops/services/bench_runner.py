@@ -1,22 +1,25 @@
-"""The bench's hot path: send streamed requests on aiohttp under a closed or open loop and time every chunk.
+"""The bench's hot path: send streamed requests under a closed or open loop and time every chunk.
+
+On a plain http:// server the measured requests go over `bench_wire` (raw asyncio protocol: the send time is read
+at `transport.write`, each chunk is clocked in `data_received`); the aiohttp path below remains for https:// and
+for callers that give the Runner no wire client.
 
 Kept lean on purpose (the load generator must not be the bottleneck): bodies are pre-serialized, the response is
 read with `iter_any` and split into lines here, and a streaming chunk is recognised by its bytes; only the final
 line, error lines and anything unusual go through `json.loads`. Each finished request becomes one
 `RequestRecord` handed to `sink`; cancelled in-flight requests (Ctrl-C, dead server) are not recorded.
 
-Send time: on Python < 3.12 aiohttp writes a request's headers and body from a task of its own that runs on a later
-loop turn, after every callback already queued (at concurrency 32: the other streams' chunks, and the other
-workers building their requests), so a clock read before `session.post` ran 0.4 ms (concurrency 1) to 1.5 ms
-(concurrency 32) ahead of the bytes leaving. TTFT and E2EL are therefore measured from the first socket write of
-the request, noted by `_StampedWrite` on each keep-alive connection; a connection's first request (its transport
-does not exist before `post`) falls back to the clock read before `post`.
+aiohttp path. Send time: on Python < 3.12 aiohttp writes a request's headers and body from a task of its own that
+runs on a later loop turn, after every callback already queued (at concurrency 32: the other streams' chunks, and
+the other workers building their requests), so a clock read before `session.post` ran 0.4 ms (concurrency 1) to
+1.5 ms (concurrency 32) ahead of the bytes leaving. TTFT and E2EL are therefore measured from the first socket
+write of the request, noted by `_StampedWrite` on each keep-alive connection; a connection's first request (its
+transport does not exist before `post`) falls back to the clock read before `post`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +31,17 @@ from ollama_ops.bench_model import RequestRecord
 from ollama_ops.client.protocol import error_message
 from ollama_ops.core.arrivals import arrival_offsets
 from ollama_ops.core.bench_metrics import queue_overhead
-from ollama_ops.core.ndjson import NS, chunk_text
+from ollama_ops.core.ndjson import NS
 from ollama_ops.core.prompts import PayloadPlan
+from ollama_ops.services.bench_wire import DONE_FALSE as _DONE_FALSE
+from ollama_ops.services.bench_wire import EMPTY_CONTENT as _EMPTY_CONTENT
+from ollama_ops.services.bench_wire import EMPTY_RESPONSE as _EMPTY_RESPONSE
+from ollama_ops.services.bench_wire import THINKING as _THINKING
+from ollama_ops.services.bench_wire import Failure as _Failure
+from ollama_ops.services.bench_wire import WireClient, slow_line
+from ollama_ops.services.bench_wire import status_kind as _status_kind
 
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
-_DONE_FALSE = b'"done":false'
-_EMPTY_RESPONSE = b'"response":""'
-_EMPTY_CONTENT = b'"content":""'
-_THINKING = b'"thinking":"'
 DEAD_AFTER_CONNECT_FAILURES = 3
 
 
@@ -95,29 +101,19 @@ class _StampedWrite:
         return at
 
 
-class _Failure(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 def _seconds(value: Any) -> float | None:
     """Nanoseconds from the final chunk → seconds (None when missing or not a number)."""
     return value * NS if value.__class__ in (int, float) else None
 
 
-def _status_kind(status: int, body: bytes) -> str:
-    if status == 404 and b"not found" in body:
-        return "model_not_found"
-    return f"http_{status}"
-
-
 class Runner:
-    """Runs the phases of one bench run on one aiohttp session."""
+    """Runs the phases of one bench run: measured requests on `wire` (raw asyncio, plain http://) when given,
+    else on the aiohttp session."""
 
     def __init__(self, session: aiohttp.ClientSession, path: str, plan: PayloadPlan,
-                 sink: Callable[[RequestRecord], None]) -> None:
+                 sink: Callable[[RequestRecord], None], wire: WireClient | None = None) -> None:
         self.session = session
+        self.wire = wire
         self.path = path
         self.plan = plan
         self.sink = sink
@@ -235,10 +231,17 @@ class Runner:
             self.first_send = send
         sent = [send]  # _exchange replaces it with the request's first socket write when known
         try:
-            final = await self._exchange(body, times, sent)
+            if self.wire is not None:
+                final = await self.wire.exchange(self.path, body, times, sent)
+            else:
+                final = await self._exchange(body, times, sent)
             self.connect_failures = 0
         except _Failure as exc:
             error = exc
+            if exc.kind == "connect":
+                self.connect_failures += 1
+                if self.connect_failures >= DEAD_AFTER_CONNECT_FAILURES:
+                    self.stop("server unreachable")
         except aiohttp.ClientConnectorError as exc:
             error = _Failure("connect", f"cannot connect: {exc}")
             self.connect_failures += 1
@@ -299,23 +302,7 @@ class Runner:
                     return final
         raise _Failure("disconnect", "the stream ended before its final chunk")
 
-    @staticmethod
-    def _slow_line(line: bytes, now: float, times: list[float]) -> dict[str, Any] | None:
-        if not line.strip():
-            return None
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
-            shown = line.decode("utf-8", "replace").strip()[:80]
-            raise _Failure("malformed", f"malformed line in the stream: {shown!r}")
-        if "error" in obj:
-            raise _Failure("server_error", f"server error: {obj['error']}")
-        text, thinking = chunk_text(obj)
-        if text or thinking:
-            times.append(now)
-        return obj if obj.get("done") else None
+    _slow_line = staticmethod(slow_line)
 
     def _record(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
                 error: _Failure | None) -> RequestRecord:

@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from ollama_ops.errors import ModelNotFound, RequestTimeout, ServerUnreachable
+from ollama_ops.client.protocol import unreachable
+from ollama_ops.errors import ModelNotFound, RequestTimeout
 
 
 @contextlib.asynccontextmanager
@@ -35,8 +36,7 @@ async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> di
         async with session.get("/api/tags", timeout=aiohttp.ClientTimeout(total=10)) as resp:
             tags = (await resp.json(content_type=None) or {}).get("models") or [] if resp.status == 200 else None
     except aiohttp.ClientConnectorError as exc:
-        raise ServerUnreachable(f"cannot connect to Ollama at {base}: {exc.os_error or exc}",
-                                hint="is it running? try `sollama start` or check --host") from None
+        raise unreachable(base, exc) from None
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         raise RequestTimeout(f"Ollama at {base} did not answer /api/version and /api/tags: "
                              f"{type(exc).__name__}") from None
