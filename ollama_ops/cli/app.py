@@ -95,27 +95,26 @@ def root(
 
 
 def _register() -> None:
-    from ollama_ops.cli import completion, config_cmd
+    """Add every command group. Each module imports only typer at its top; services, clients and renderers are
+    imported inside the commands, so `sollama --help` stays cheap."""
+    from ollama_ops.cli import (
+        bench,
+        chat,
+        completion,
+        config_cmd,
+        doctor,
+        generate,
+        memory,
+        models,
+        report,
+        server,
+        status,
+    )
 
+    for module in (server, status, doctor, memory, generate, chat, bench, report, models):
+        module.register(app)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(completion.app, name="completion")
-    for module in _optional_modules():
-        module.register(app)
-
-
-def _optional_modules() -> list[Any]:
-    """Command modules that add themselves with `register(app)`."""
-    import importlib
-
-    names = ["models", "server", "status", "doctor", "memory", "generate", "chat", "bench", "report"]
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(f"ollama_ops.cli.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ollama_ops.cli.{name}":
-                raise
-    return modules
 
 
 _register()

@@ -76,24 +76,15 @@ def bench(
         result = svc.run_bench(config)
     obj.emit(result, render_bench)
     if report and not obj.json:
-        _charts(obj, result)
+        from ollama_ops.render.charts import bench_charts
+
+        bench_charts(obj.out, result)
     if result.status == "interrupted":
         raise Interrupted(f"bench interrupted: {result.summary.requests_ok + result.summary.requests_failed} "
                           f"request(s) kept in run #{result.run_id}")
     if result.status == "failed":
         raise ServerUnreachable(f"the server stopped answering; run #{result.run_id} kept "
                                 f"{result.summary.requests_ok} successful request(s) and is marked failed")
-
-
-def _charts(obj: object, result: object) -> None:
-    from ollama_ops.render.console import display_warning
-
-    try:
-        from ollama_ops.render.charts import bench_charts
-
-        bench_charts(obj.out, result)  # type: ignore[attr-defined]
-    except (ImportError, NotImplementedError):
-        display_warning(obj.err, "charts are not available in this build")  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:
