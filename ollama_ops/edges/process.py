@@ -203,20 +203,42 @@ def server_lock(timeout: float, path: Path | None = None) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def lock_is_free(path: Path | None = None) -> bool:
-    """True when nobody holds the lock (it is taken and released at once to find out)."""
-    path = path or lock_path()
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool | None]:
+    """Try the lock once without waiting: yields True while we hold it, False while someone else does, None when
+    the lock file cannot be opened (gone: nothing to hold)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
-        return True
+        yield None
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
-        os.close(fd)
+        os.close(fd)  # closing releases the lock
+
+
+def lock_is_free(path: Path | None = None) -> bool:
+    """True when nobody holds the lock (it is taken and released at once to find out)."""
+    with _try_lock(path or lock_path()) as held:
+        return held is not False
+
+
+def remove_free_lock(path: Path | None = None) -> bool:
+    """Unlink the lock file, only while we hold it and no verified daemon runs."""
+    path = path or lock_path()
+    with _try_lock(path) as held:
+        if not held or verify(read_pidfile()) is not None:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            return True
+        return False
 
 
 # -- the process ------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ processes), and doing re-verifies it, so nothing changed in between is touched.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import time
@@ -284,30 +283,12 @@ def _do_stale(step: CleanupStep) -> StepOutcome:
                 path.unlink()
                 removed.append(path)
                 freed += size
-    if pf.lock_path() in step.details and _remove_free_lock(pf.lock_path()):
+    if pf.lock_path() in step.details and pf.remove_free_lock():
         removed.append(pf.lock_path())
     elif not lock_existed:
-        _remove_free_lock(pf.lock_path())  # the one taking the lock just now created
+        pf.remove_free_lock()  # the one taking the lock just now created
     return StepOutcome("stale-files", True, f"removed {len(removed)} file(s): "
                        + (", ".join(p.name for p in removed) or "none"), freed, len(removed))
-
-
-def _remove_free_lock(path: Path) -> bool:
-    """Unlink the lock file only while we hold it and no daemon runs."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if pf.verify(pf.read_pidfile()) is not None:
-            return False
-        path.unlink()
-        return True
-    except (BlockingIOError, FileNotFoundError):
-        return False
-    finally:
-        os.close(fd)
 
 
 def rotate_log(path: Path, keep: int = pf.ROTATED_LOGS) -> int:
