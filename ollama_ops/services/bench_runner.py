@@ -9,12 +9,8 @@ read with `iter_any` and split into lines here, and a streaming chunk is recogni
 line, error lines and anything unusual go through `json.loads`. Each finished request becomes one
 `RequestRecord` handed to `sink`; cancelled in-flight requests (Ctrl-C, dead server) are not recorded.
 
-aiohttp path. Send time: on Python < 3.12 aiohttp writes a request's headers and body from a task of its own that
-runs on a later loop turn, after every callback already queued (at concurrency 32: the other streams' chunks, and
-the other workers building their requests), so a clock read before `session.post` ran 0.4 ms (concurrency 1) to
-1.5 ms (concurrency 32) ahead of the bytes leaving. TTFT and E2EL are therefore measured from the first socket
-write of the request, noted by `_StampedWrite` on each keep-alive connection; a connection's first request (its
-transport does not exist before `post`) falls back to the clock read before `post`.
+aiohttp path (https:// only): the send time is the clock read before `session.post`; on Python < 3.12 aiohttp
+writes the request a loop turn later, so TTFT there reads 0.4 ms (concurrency 1) to ~2 ms (concurrency 32) high.
 """
 
 from __future__ import annotations
@@ -61,44 +57,6 @@ class LoadSpec:
     @property
     def open_loop(self) -> bool:
         return self.rate is not None
-
-
-class _StampedWrite:
-    """Stands in for a connection's `transport.write`/`writelines`: notes when the next request's first bytes went
-    to the socket (`at`, perf_counter; the request that claims it sets it back to None)."""
-
-    __slots__ = ("at", "write", "writelines")
-
-    def __init__(self, transport: Any) -> None:
-        self.at: float | None = None
-        self.write = self._wrap(transport.write)
-        self.writelines = self._wrap(transport.writelines)
-
-    def _wrap(self, method: Callable[[Any], None]) -> Callable[[Any], None]:
-        def stamped(data: Any) -> None:
-            if self.at is None:
-                self.at = time.perf_counter()
-            method(data)
-        return stamped
-
-    @classmethod
-    def claim(cls, resp: aiohttp.ClientResponse) -> float | None:
-        """The first-write time of the request `resp` answers (None on a connection's first request), and watch
-        the connection for the next one."""
-        conn = resp.connection
-        transport = conn.transport if conn is not None else None
-        if transport is None:
-            return None
-        stamp = transport.__dict__.get("_sollama_stamp")
-        if stamp is None:
-            try:
-                stamp = transport._sollama_stamp = cls(transport)
-                transport.write, transport.writelines = stamp.write, stamp.writelines
-            except AttributeError:  # a transport without __dict__ (e.g. uvloop): keep the clock read before post
-                return None
-            return None
-        at, stamp.at = stamp.at, None
-        return at
 
 
 def _seconds(value: Any) -> float | None:
@@ -229,12 +187,12 @@ class Runner:
         send = time.perf_counter()
         if not warmup and self.first_send is None:
             self.first_send = send
-        sent = [send]  # _exchange replaces it with the request's first socket write when known
+        sent = [send]  # the wire client replaces it with the time of the request's socket write
         try:
             if self.wire is not None:
                 final = await self.wire.exchange(self.path, body, times, sent)
             else:
-                final = await self._exchange(body, times, sent)
+                final = await self._exchange(body, times)
             self.connect_failures = 0
         except _Failure as exc:
             error = exc
@@ -271,12 +229,9 @@ class Runner:
                 self.sink_error = exc
             self.stop("sink failed")
 
-    async def _exchange(self, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]:
+    async def _exchange(self, body: bytes, times: list[float]) -> dict[str, Any]:
         """POST one request and collect the arrival times of text chunks; returns the final object."""
         async with self.session.post(self.path, data=body, headers=_HEADERS) as resp:
-            at = _StampedWrite.claim(resp)
-            if at is not None:
-                sent[0] = at
             if resp.status >= 400:
                 raw = await resp.read()
                 raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
