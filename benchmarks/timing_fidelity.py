@@ -1,15 +1,18 @@
 """Timing fidelity: TTFT and TPOT medians measured by `sollama bench` vs the stub's script and vs what it did.
 
-    .venv/bin/python benchmarks/timing_fidelity.py [--requests 128] [--concurrency 1 32]
+    .venv/bin/python benchmarks/timing_fidelity.py [--requests 128] [--concurrency 1 32] [--spin-us 500]
 
 The stub (its own process on its own core; the client pinned to the other) is scripted to send the first token
-80 ms after a request arrives, then one every 10 ms. Target: `sollama bench`'s medians within 1 ms of the script
-at concurrency 1 and 32. Side by side, per concurrency:
+80 ms after a request arrives (the kernel's receive timestamp of its last bytes), then one every 10 ms; it polls
+for the last `--spin-us` before each timer so that its core is awake when the timer is due. Target: `sollama
+bench`'s medians within 1 ms of the script at concurrency 1 and 32. Side by side, per concurrency:
 
 - script: what the stub was told to do;
-- stub: what it did, on its own clock (request's last bytes in → first / last token chunk handed to the socket);
+- stub: what it did, on its own clock (request's last bytes in, kernel stamp → first / last token chunk handed to
+  the socket);
 - bare aiohttp: a minimal aiohttp loop, clock read before `session.post`, time to the first/last line;
-- sollama: `sollama bench` (run_bench, history in a temporary file).
+- sollama: `sollama bench` (run_bench, history in a temporary file; chunk arrivals are kernel receive
+  timestamps, see `ollama_ops/edges/stamped.py`).
 
 Both processes read the same system-wide monotonic clock (perf_counter and monotonic are CLOCK_MONOTONIC on
 Linux), so each bare request (tagged X-Request-Id) is lined up with the stub's record of it and its TTFT is split
@@ -110,12 +113,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--spin-us", type=float, default=500,
+                        help="the stub polls instead of sleeping this long before each timer (0: off)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="sollama-fidelity-"))
     client_cpu, stub_cpu = cpus()
     pin_self(client_cpu)
     with stub_process("--tokens", str(TOKENS), "--first-token-delay", str(FIRST), "--token-delay", str(STEP),
+                      "--spin-us", str(args.spin_us),
                       cpu=stub_cpu) as (_proc, port):
         url = f"http://127.0.0.1:{port}/api/generate"
         print(f"script: first token {FIRST * 1000:.0f} ms after the request, then {STEP * 1000:.0f} ms per token, "

@@ -4,7 +4,8 @@ Real Ollama cannot misbehave on demand; this stub can (status codes, mid-stream
 errors, malformed lines, abrupt disconnects, stalls) and it is fast enough
 (thousands of streamed req/s on one core) never to be the bottleneck of a load
 generator.  It mimics the wire format of Ollama v0.23.4 for the endpoints that
-sollama uses.  Stdlib only; importable without pytest.
+sollama uses.  Stdlib plus sollama's own ``ollama_ops.edges.stamped`` (stdlib only itself); importable
+without pytest.
 
 In-process::
 
@@ -16,13 +17,14 @@ As a separate process (prints ``READY <port>`` once listening; SIGINT/SIGTERM st
 
     python tests/stub_ollama.py --port 0 --tokens 16 --first-token-delay 0.05 --token-delay 0.01
 
-Timing fidelity: a paced stream is scheduled from the moment the request's last bytes reached the stub
-(``data_received``), and every paced write records how late it went out against that schedule, on the
-system-wide monotonic clock (the same clock as ``time.perf_counter`` in any process on Linux, so a client can
-line its own timestamps up with the stub's).  ``GET /api/_stub/stats`` returns those records (``DELETE`` clears
-them), ``stub.stats()`` does the same in-process, and ``--report-lateness`` prints a summary at exit.  On Linux
-the stub's event loop sleeps with microsecond precision (see ``_PreciseEpollSelector``) instead of asyncio's
-default millisecond rounding.
+Timing fidelity: a paced stream is scheduled from the moment the request's last bytes reached the stub: the
+kernel's receive timestamp of those bytes (connections are ``StampedTransport``s), not the moment the stub's loop
+got round to reading them, which at concurrency 32 is up to a millisecond later; and every paced write records how
+late it went out against that schedule, on the system-wide monotonic clock (the same clock as
+``time.perf_counter`` in any process on Linux, so a client can line its own timestamps up with the stub's). ``GET
+/api/_stub/stats`` returns those records (``DELETE`` clears them), ``stub.stats()`` does the same in-process, and
+``--report-lateness`` prints a summary at exit. On Linux the stub's event loop sleeps with microsecond precision
+(see ``_PreciseEpollSelector``) instead of asyncio's default millisecond rounding.
 """
 
 import argparse
@@ -43,11 +45,28 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+try:
+    from ollama_ops.edges.stamped import StampedTransport
+except ImportError:  # run as a script outside the installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ollama_ops.edges.stamped import StampedTransport
 
 BUSY_ERROR = "server busy, please try again.  maximum pending requests exceeded"
 RUN_ERROR = "an error was encountered while running the model: stub fault"
 JSON_CT, TEXT_CT = "application/json; charset=utf-8", "text/plain; charset=utf-8"
 _CLOSE, _STALL = object(), object()  # driver actions besides bytes (write) and float (sleep)
+
+
+class _Stalled:
+    """`_Conn.task` of a stalled response: nothing to cancel, the connection just stays open."""
+
+    def cancel(self):
+        pass
+
+
+_STALLED = _Stalled()
 _END = b"0\r\n\r\n"
 _MAX_HEAD, _MAX_BODY = 64 * 1024, 64 * 1024 * 1024
 _date_cache = [0, ""]
@@ -58,16 +77,33 @@ class _PreciseEpollSelector(selectors.EpollSelector):
     """epoll, but timeouts to the microsecond: asyncio's default selector rounds every timer wait UP to the
     next whole millisecond (``epoll_wait`` takes ms), so a scripted 80 ms sleep ended 0-1 ms late (+0.5 ms
     median).  A wait with a sub-millisecond part first blocks in ``select()`` (microsecond ``timeval``) on the
-    epoll fd itself, which is readable as soon as any registered fd is ready, then polls without waiting."""
+    epoll fd itself, which is readable as soon as any registered fd is ready, then polls without waiting.
+
+    With ``spin`` > 0 (seconds; the separate-process stub's ``--spin-us``) the last ``spin`` of every timed wait
+    is spent polling instead of sleeping, so a timer fires on a core that is already awake: an idle vCPU takes
+    a few hundred microseconds to wake, which made a first token scripted at 80 ms go out ~0.5 ms late.  Not for
+    the in-process stub, whose spinning would take the GIL from the client under test."""
+
+    def __init__(self, spin: float = 0.0):
+        super().__init__()
+        self._spin = spin
 
     def select(self, timeout=None):
+        if self._spin and timeout is not None and timeout > 0:
+            deadline = time.monotonic() + timeout
+            if timeout > self._spin and select.select([self.fileno()], [], [], timeout - self._spin)[0]:
+                return super().select(0)
+            while True:
+                events = super().select(0)
+                if events or time.monotonic() >= deadline:
+                    return events
         if timeout is not None and timeout > 0 and timeout * 1e3 != math.ceil(timeout * 1e3):
             select.select([self.fileno()], [], [], timeout)
             timeout = 0
         return super().select(timeout)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def _new_loop(spin: float = 0.0) -> asyncio.AbstractEventLoop:
     """The stub's event loop (call it in the thread that runs the loop)."""
     if not hasattr(selectors, "EpollSelector"):
         return asyncio.new_event_loop()
@@ -77,7 +113,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK, 1 ns
     except (OSError, AttributeError):
         pass
-    return asyncio.SelectorEventLoop(_PreciseEpollSelector())
+    return asyncio.SelectorEventLoop(_PreciseEpollSelector(spin))
 
 
 @dataclasses.dataclass
@@ -156,7 +192,7 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, stub: "StubOllama"):
         self.stub, self.buf, self.t, self.task = stub, bytearray(), None, None
-        self.t_rx = 0  # monotonic ns when the bytes completing the current request arrived
+        self.t_rx = 0  # monotonic ns when the bytes completing the current request arrived (kernel stamp)
         self.rid = None  # the request's X-Request-Id header, for the timing records
 
     def connection_made(self, transport):
@@ -172,7 +208,7 @@ class _Conn(asyncio.Protocol):
             self.task.cancel()
 
     def data_received(self, data):
-        self.t_rx = time.monotonic_ns()
+        self.t_rx = self.t.rx_ns
         self.buf += data
         if self.task is None:
             self._process()
@@ -215,7 +251,7 @@ class _Conn(asyncio.Protocol):
 
         bytes are written, a float > 0 is a sleep, _CLOSE closes abruptly (after
         flushing), _STALL keeps the connection open; the first wait hands the rest
-        of the generator to an asyncio task, so zero-delay responses go out in one write.
+        of the generator to timer callbacks (``_drive``), so zero-delay responses go out in one write.
         """
         out = bytearray()
         for act in gen:
@@ -223,32 +259,39 @@ class _Conn(asyncio.Protocol):
                 out += act
             elif act is _CLOSE or act is _STALL or act > 0:
                 self.t.write(out)
-                self.task = self.stub._loop.create_task(self._run_async(gen, act, keep))
+                self._drive(gen, act, keep)
                 return
         self.t.write(out)
         if not keep:
             self.t.close()
 
-    async def _run_async(self, gen, act, keep: bool):
-        try:
-            while act is not None:
-                if act is _STALL:
-                    await self.stub._loop.create_future()  # until connection_lost/stop cancels us
-                if act is _CLOSE:
-                    self.buf.clear()
-                    self.t.close()
-                    return
-                if act.__class__ is bytes:
-                    self.t.write(act)
-                elif act > 0:
-                    await asyncio.sleep(act)
-                act = next(gen, None)
-            if not keep:
+    def _drive(self, gen, act, keep: bool):
+        """Carry out actions until the next wait (a timer that calls ``_resume``) or the end of the response.
+        Plain timer callbacks rather than a task per response: at concurrency 32 the first tokens of a lockstep
+        batch go out one after another, and a task's wake-up costs each of them a few more microseconds."""
+        while act is not None:
+            if act is _STALL:
+                self.task = _STALLED  # until connection_lost/stop
+                return
+            if act is _CLOSE:
+                self.task = None
+                self.buf.clear()
                 self.t.close()
-        finally:
-            self.task = None
+                return
+            if act.__class__ is bytes:
+                self.t.write(act)
+            elif act > 0:
+                self.task = self.stub._loop.call_later(act, self._resume, gen, keep)
+                return
+            act = next(gen, None)
+        self.task = None
+        if not keep:
+            self.t.close()
         self.t_rx = time.monotonic_ns()  # a pipelined request's schedule starts when the stub turns to it
         self._process()  # pipelined requests that arrived meanwhile
+
+    def _resume(self, gen, keep: bool):
+        self._drive(gen, next(gen, None), keep)
 
 
 class StubOllama:
@@ -268,11 +311,12 @@ class StubOllama:
         loaded=(),
         port: int = 0,
         uvloop: bool = False,
+        spin: float = 0.0,
     ):
         self.script = script or Script()
         self.models = [_norm(m) for m in models]
         self.loaded = {_norm(m) for m in loaded}
-        self.port, self._want_port, self._uvloop = port, port, uvloop
+        self.port, self._want_port, self._uvloop, self._spin = port, port, uvloop, spin
         self.request_count = 0
         self._requests = collections.deque(maxlen=1000)
         self._lock = threading.Lock()
@@ -370,7 +414,7 @@ class StubOllama:
 
             self._loop = uvloop.new_event_loop()
         else:
-            self._loop = _new_loop()
+            self._loop = _new_loop(self._spin)
         try:
             self._loop.run_until_complete(self._serve(ready))
         except BaseException as e:  # noqa: BLE001 - reported to start()
@@ -381,17 +425,35 @@ class StubOllama:
 
     async def _serve(self, ready: threading.Event):
         self._stopping = asyncio.Event()
-        server = await self._loop.create_server(lambda: _Conn(self), "127.0.0.1", self._want_port, backlog=1024)
-        self.port = server.sockets[0].getsockname()[1]
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self._want_port))
+        listener.listen(1024)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._loop.add_reader(listener.fileno(), self._accept, listener)
         ready.set()
         await self._stopping.wait()
-        server.close()
+        self._loop.remove_reader(listener.fileno())
+        listener.close()
         for c in list(self._conns):
             c.t.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1)
+
+    def _accept(self, listener: socket.socket):
+        for _ in range(64):
+            try:
+                sock, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError:  # out of file descriptors: pause accepting for a moment instead of spinning
+                self._loop.remove_reader(listener.fileno())
+                self._loop.call_later(0.1, self._loop.add_reader, listener.fileno(), self._accept, listener)
+                return
+            StampedTransport(self._loop, sock, _Conn(self))
 
     # -- request handling ---------------------------------------------------------
     def _dispatch(self, conn: _Conn, method: str, path: str, body: bytes, keep: bool):
@@ -622,6 +684,8 @@ def main(argv=None):
     p.add_argument("--model", action="append", help="served model name (repeatable)")
     p.add_argument("--loaded", action="append", help="model shown as loaded by /api/ps (repeatable)")
     p.add_argument("--uvloop", action="store_true", help="use uvloop if installed")
+    p.add_argument("--spin-us", type=float, default=0.0,
+                   help="poll instead of sleeping for the last N microseconds before each timer (a pinned stub)")
     p.add_argument("--omit-eval-count", action="store_true")
     p.add_argument("--report-lateness", action="store_true",
                    help="at exit, print to stderr how late paced writes went out against the script")
@@ -653,6 +717,7 @@ def main(argv=None):
         loaded=a.loaded or (),
         port=a.port,
         uvloop=a.uvloop,
+        spin=a.spin_us / 1e6,
     ).start()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

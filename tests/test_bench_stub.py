@@ -32,6 +32,7 @@ def test_timing_fidelity(sollama, stub) -> None:
     assert abs(s["tpot"]["p50"] - 0.010) < 0.002
     assert abs(s["itl"]["p50"] - 0.010) < 0.002
     assert s["output_tokens"] == 72 and s["output_tokens_source"] == "server"
+    assert data["arrival_clock"] == ("kernel" if sys.platform.startswith("linux") else "event loop")
     # the stub measures its own total: E2EL - total is the client-side overhead, small but not negative-huge
     assert -0.005 < s["breakdown"]["queue_s"] < 0.01
     with Store() as store:
@@ -78,6 +79,8 @@ def test_chunk_count_fallback_warns_once(sollama, stub) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.count("no eval_count") == 1
     assert "20 output (chunks)" in result.stdout
+    if sys.platform.startswith("linux"):
+        assert "chunk arrivals: kernel receive timestamps" in result.stdout
 
 
 def test_open_loop_constant_rate(sollama, stub) -> None:
@@ -201,3 +204,11 @@ def test_dead_server_ends_the_run_as_failed(sollama, stub) -> None:
     with Store() as store:
         run = store.run(data["run_id"])
         assert run.status == "failed" and run.request_count == s["requests_ok"] + s["requests_failed"]
+
+
+@pytest.mark.parametrize(("kernel", "read_time", "expected"), [
+    (40, 0, "kernel"), (0, 0, "kernel"), (0, 7, "event loop"), (3, 1, "mixed (75% kernel)")])
+def test_arrival_clock_names_how_chunks_were_clocked(kernel: int, read_time: int, expected: str) -> None:
+    from ollama_ops.services.bench import arrival_clock
+
+    assert arrival_clock(kernel, read_time) == expected

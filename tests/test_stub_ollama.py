@@ -144,3 +144,26 @@ def test_delays_and_stall(stub):
         data += chunk
     assert data.count(b'"done":false') == 2
     s.close()
+
+
+def test_script_time_zero_is_the_kernel_arrival_not_the_stubs_read(stub):
+    """With the stub's loop busy for 60 ms when a request comes in, its first token still goes out 80 ms after
+    the request arrived (a stub that started its clock when it got round to reading would send it at ~140 ms)."""
+    stub.script = Script(tokens=2, first_token_delay=0.08, token_delay=0.01)
+    with socket.create_connection(("127.0.0.1", stub.port)) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection is accepted and read before the test
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.05)  # timestamping is switched on system-wide on a kernel work queue
+        body = b'{"model":"stub-model","prompt":"hi"}'
+        request = b"POST /api/generate HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        stub._loop.call_soon_threadsafe(time.sleep, 0.06)
+        time.sleep(0.005)  # the stub's loop is inside that sleep now
+        t0 = time.perf_counter()
+        s.sendall(request)
+        data = b""
+        while b'"done":false' not in data:
+            data += s.recv(65536)
+        first = time.perf_counter() - t0
+    assert 0.079 <= first < 0.1
+    record = stub.stats()["requests"][-1]
+    assert 0.079 <= record["first"] - record["rx"] < 0.09 and abs(record["rx"] - t0) < 0.01

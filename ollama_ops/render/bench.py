@@ -50,6 +50,8 @@ def render_bench(console: Console, result: Any) -> None:
         ("throughput", f"{s.request_throughput:.2f} req/s · {s.output_throughput:.1f} output tok/s · "
                        f"{s.total_token_throughput:.1f} total tok/s"),
         ("tokens", f"{s.output_tokens} output ({s.output_tokens_source}), {s.prompt_tokens} prompt"),
+        ("clock", "chunk arrivals: " + ("kernel receive timestamps" if result.arrival_clock == "kernel"
+                                        else f"event loop read time ({result.arrival_clock})")),
     ]
     if s.slo:
         slo = ", ".join(f"{k}≤{format_seconds(v)}" for k, v in s.slo.items())

@@ -33,6 +33,8 @@ FLUSH_SECONDS = 0.05
 PROGRESS_SECONDS = 0.25
 # A median share of E2EL spent waiting for a runner slot worth telling the user about.
 SLOT_WAIT_SHARE = 0.2
+# Concurrency from which chunks clocked at read time (not by the kernel) carry a visible client backlog.
+BACKLOG_CONCURRENCY = 8
 CHUNKS_WARNING = ("the server sent no eval_count: output tokens were counted as text chunks, which may differ "
                   "from the model's tokens")
 
@@ -98,6 +100,7 @@ class BenchResult:
     summary: BenchSummary
     warnings: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    arrival_clock: str = "kernel"  # how chunk arrivals were clocked: kernel | event loop | mixed (N% kernel)
     sweep: SweepResult | None = None
     database: str = ""
     series: BenchSeries = field(default_factory=BenchSeries, metadata={"json_skip": True})
@@ -252,6 +255,7 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
             await runner.run_phase(0, spec, spec.warmup, None, warmup=True)
         phase.update(name="run", t0=time.perf_counter(), total=spec.requests if spec.duration is None else None)
         sink.done = sink.failed = 0
+        reads0 = list(wire.reads) if wire is not None else [0, 0]
         progress(0, 0)
         await runner.run_phase(spec.warmup, spec, spec.requests if spec.duration is None else None,
                                spec.duration, warmup=False)
@@ -266,6 +270,11 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
     status = {"interrupted": "interrupted", "server unreachable": "failed"}.get(runner.stop_reason or "",
                                                                                 "completed")
     warnings = [CHUNKS_WARNING] if sink.chunk_counted else []
+    clock = arrival_clock(wire.reads[0] - reads0[0], wire.reads[1] - reads0[1]) if wire is not None else "event loop"
+    if clock != "kernel" and runner.peak_in_flight >= BACKLOG_CONCURRENCY:
+        warnings.append(f"chunk arrivals were clocked when the event loop read them ({clock}): with up to "
+                        f"{runner.peak_in_flight} requests in flight, TTFT and ITL include the client's own backlog "
+                        "(~1-2 ms at 32)")
     if summary.requests_ok == 0 and summary.requests_failed and status == "completed":
         warnings.append("every request failed: " + ", ".join(f"{k} ×{n}" for k, n in summary.errors.items()))
     wait = summary.breakdown.wait_share if summary.breakdown else 0.0
@@ -278,7 +287,17 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
+                       arrival_clock=clock,
                        database=str(store.path), series=series)
+
+
+def arrival_clock(kernel: int, read_time: int) -> str:
+    """How a run's chunk arrivals were clocked, from its count of kernel-stamped and read-time-stamped reads."""
+    if not read_time:
+        return "kernel"
+    if not kernel:
+        return "event loop"
+    return f"mixed ({kernel / (kernel + read_time):.0%} kernel)"
 
 
 def _abandon(store: Any, sink: _Sink, run_id: int, status: str) -> None:

@@ -78,6 +78,7 @@ class Runner:
         self.perf0 = time.perf_counter()
         self.epoch0 = time.time()
         self.in_flight = 0
+        self.peak_in_flight = 0  # most requests in flight at once (warm-up included)
         self.connect_failures = 0
         self.stop_reason: str | None = None  # "interrupted" | "server unreachable"
         self.first_send: float | None = None
@@ -184,6 +185,8 @@ class Runner:
         final: dict[str, Any] | None = None
         error: _Failure | None = None
         self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
         send = time.perf_counter()
         if not warmup and self.first_send is None:
             self.first_send = send

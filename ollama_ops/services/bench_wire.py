@@ -3,11 +3,13 @@
 Why not aiohttp here: on Python < 3.12 aiohttp writes a request from a task of its own on a later loop turn, and a
 chunk's arrival can only be clocked when the reading task resumes, after every callback already queued; at
 concurrency 32 both add about a millisecond to TTFT. Here each keep-alive connection is an `asyncio.Protocol`
-(TCP_NODELAY): the request bytes (head + pre-serialized body, built once per body) go out in one
-`transport.write` and the send time is read right before it; the response is parsed in `data_received` (status
-line, headers, chunked or Content-Length or read-until-close body), split into NDJSON lines, and every text line
-is stamped with the `perf_counter()` read when its bytes were handed to the protocol. One Future per request
-carries the final object or a `Failure` with the same kinds the aiohttp path reports:
+on an `edges.stamped.StampedTransport` (TCP_NODELAY): the request bytes (head + pre-serialized body, built once
+per body) go out in one socket write and the send time is read right before it; the response is parsed in
+`data_received` (status line, headers, chunked or Content-Length or read-until-close body), split into NDJSON
+lines, and every text line is stamped with the time its bytes reached this host: the kernel's receive timestamp
+where there is one (Linux), so a chunk that waited in the socket while the loop served 31 other streams is not
+clocked late; otherwise the `perf_counter()` of the read. One Future per request carries the final object or a
+`Failure` with the same kinds the aiohttp path reports:
 
 connect (refused / connect timeout) · timeout (no complete answer within the per-request timeout, e.g. a stall) ·
 disconnect (closed mid-body, or an unreadable HTTP answer) · http_NNN / model_not_found (status ≥ 400, with the
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 from ollama_ops.client.protocol import error_message
 from ollama_ops.core.ndjson import chunk_text
+from ollama_ops.edges.stamped import StampedTransport, open_stamped
 
 DONE_FALSE = b'"done":false'
 EMPTY_RESPONSE = b'"response":""'
@@ -82,6 +85,8 @@ class WireConnection(asyncio.Protocol):
         self.fut: asyncio.Future[dict[str, Any]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._times: list[float] = []
+        self._stamped: StampedTransport | None = None
+        self._now = 0.0  # arrival time of the bytes being parsed
         self._reset()
 
     def _reset(self) -> None:
@@ -98,6 +103,7 @@ class WireConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._stamped = transport if isinstance(transport, StampedTransport) else None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -116,7 +122,7 @@ class WireConnection(asyncio.Protocol):
             self._fail(Failure("disconnect", f"connection broke mid-stream{detail}"), close=False)
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
+        now = self._now = self._stamped.rx_ns / 1e9 if self._stamped is not None else time.perf_counter()
         if self.fut is None:  # bytes nobody asked for: this connection cannot be trusted any more
             self._close()
             return
@@ -187,7 +193,7 @@ class WireConnection(asyncio.Protocol):
         if self._rest.strip():
             rest, self._rest = self._rest, b""
             try:
-                final = slow_line(rest, time.perf_counter(), self._times)
+                final = slow_line(rest, self._now, self._times)
             except Failure as exc:
                 self._fail(exc)
                 return
@@ -362,6 +368,7 @@ class WireClient:
         self.idle: list[WireConnection] = []
         self._all: set[WireConnection] = set()
         self._built: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+        self.reads = [0, 0]  # response reads stamped by the kernel / at read time (all connections)
 
     @classmethod
     def for_url(cls, base_url: str, timeout: float | None = None,
@@ -392,10 +399,9 @@ class WireClient:
             if not conn.closed:
                 return conn
             self._all.discard(conn)
-        loop = asyncio.get_running_loop()
         try:
-            coro = loop.create_connection(lambda: WireConnection(self), self.host, self.port)
-            _, conn = await asyncio.wait_for(coro, self.connect_timeout)
+            _, conn = await asyncio.wait_for(
+                open_stamped(self.host, self.port, lambda: WireConnection(self), self.reads), self.connect_timeout)
         except TimeoutError:
             raise Failure("connect", f"cannot connect to {self.netloc}: no answer within "
                                      f"{self.connect_timeout:g} s") from None
