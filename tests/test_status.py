@@ -239,3 +239,22 @@ def test_unreachable_names_a_process_that_holds_the_port_without_answering(solla
     doc = json.loads(result.stdout)
     assert doc["process"]["pid"] == os.getpid()
     assert f"pid {os.getpid()} holds the port but does not answer" in result.stderr
+
+
+@pytest.mark.parametrize(("line", "is_error"), [
+    ('time=x level=ERROR source=server.go msg="llama runner terminated" error="signal: killed"', True),
+    ('time=x level=FATAL msg="bye"', True),
+    ('time=x level=WARN source=routes.go msg="cloud model lookup failed" error="dial tcp: no route"', False),
+    ('time=x level=INFO msg="load failed, retrying"', False),
+    ('[GIN] 2026/11/26 - 14:41:00 | 500 |  1.29s |  127.0.0.1 | POST     "/api/generate"', True),
+    ('[GIN] 2026/11/26 - 14:41:00 | 404 |  1.2ms |  127.0.0.1 | POST     "/api/error"', False),
+    ('[GIN] 2026/11/26 - 14:41:00 | 200 |  1.29s |  127.0.0.1 | POST     "/api/generate"', False),
+    ("Error: listen tcp 127.0.0.1:11434: bind: address already in use", True),
+    ("panic: runtime error: index out of range", True),
+    ("llama_model_load: failed to open file", True),
+    ("llama_model_loader: loaded meta data with 33 key-value pairs", False),
+])
+def test_an_error_line_is_told_by_its_level_its_status_or_its_words(line, is_error):
+    from ollama_ops.core.health import is_error_line
+
+    assert is_error_line(line) is is_error

@@ -19,7 +19,12 @@ RAM_WARN_AVAILABLE = 1 * GIB
 SWAP_WARN_FRACTION = 0.5
 
 _VERSION_RE = re.compile(r"version is\s+v?([0-9A-Za-z.+_-]+)")
-_ERROR_RE = re.compile(r"level=ERROR|\berror\b|\bpanic\b|\bfatal\b", re.IGNORECASE)
+# Ollama's log mixes slog lines (`level=WARN msg=... error=...`), Gin access lines (`[GIN] ... | 500 | ...`), Go's
+# log (`Error: ...`), panics and the runner's own output. A line with a level is an error only at ERROR/FATAL (a
+# WARN about a failed cloud look-up is not); an access line only with a 5xx status; anything else by its words.
+_LEVEL_RE = re.compile(r"\blevel=([A-Za-z]+)")
+_GIN_RE = re.compile(r"\[GIN\][^|]*\|\s*(\d{3})\s*\|")
+_ERROR_WORDS_RE = re.compile(r"\b(error|panic|fatal|failed)\b|\berr=", re.IGNORECASE)
 
 
 @dataclass
@@ -161,7 +166,18 @@ def status_state(reachable: bool, deep_ok: bool | None) -> str:
     return "degraded" if deep_ok is False else "healthy"
 
 
+def is_error_line(line: str) -> bool:
+    """Whether a daemon log line reports an error (see `_LEVEL_RE` and friends for what counts)."""
+    level = _LEVEL_RE.search(line)
+    if level is not None:
+        return level.group(1).upper() in ("ERROR", "FATAL")
+    access = _GIN_RE.search(line)
+    if access is not None:
+        return access.group(1).startswith("5")
+    return _ERROR_WORDS_RE.search(line) is not None
+
+
 def error_lines(lines: list[str], limit: int = 5) -> list[str]:
-    """The last `limit` lines that report an error (level=ERROR, "error", panic, fatal)."""
-    hits = [line.rstrip() for line in lines if _ERROR_RE.search(line)]
+    """The last `limit` lines that report an error (`is_error_line`)."""
+    hits = [line.rstrip() for line in lines if is_error_line(line)]
     return hits[-limit:] if limit > 0 else []

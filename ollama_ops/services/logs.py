@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ollama_ops.core.health import is_error_line
 from ollama_ops.edges import process as pf
-
-# Ollama logs with slog (`level=ERROR`), Go's log (`Error: ...`) and panics.
-ERROR_RE = re.compile(r"level=(ERROR|FATAL)|\b(error|panic|fatal|failed)\b|\berr=", re.IGNORECASE)
 
 
 @dataclass
@@ -25,10 +22,6 @@ class LogView:
     files: list[str] = field(default_factory=list)
     errors_only: bool = False
     exists: bool = True
-
-
-def is_error_line(line: str) -> bool:
-    return bool(ERROR_RE.search(line))
 
 
 def read_log(lines: int = 50, *, errors_only: bool = False, files: list[Path] | None = None) -> LogView:
