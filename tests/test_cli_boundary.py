@@ -180,12 +180,29 @@ def test_console_script_exit_4_as_a_real_subprocess(isolated):
 def _command_paths(command: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = [prefix]
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             paths += _command_paths(sub, (*prefix, name))
     return paths
 
 
 ALL_COMMANDS = _command_paths(typer.main.get_command(app))
+
+
+def test_the_lazy_command_table_matches_what_the_modules_register():
+    import importlib
+    import pkgutil
+
+    import ollama_ops.cli
+    from ollama_ops.cli.app import COMMANDS, module_commands
+
+    for module in set(COMMANDS.values()):
+        assert sorted(module_commands(module)) == sorted(n for n, m in COMMANDS.items() if m == module), module
+    registering = {info.name for info in pkgutil.iter_modules(ollama_ops.cli.__path__)
+                   if hasattr(importlib.import_module(f"ollama_ops.cli.{info.name}"), "register")}
+    assert registering == set(COMMANDS.values())
 
 
 def test_the_tree_has_the_foundation_commands():

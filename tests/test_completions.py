@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import click
 import pytest
 import typer
 
@@ -46,7 +47,8 @@ def _complete(env: dict[str, str]) -> list[str]:
     return done.stdout.splitlines()
 
 
-TOP_LEVEL = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+_ROOT = typer.main.get_command(app)
+TOP_LEVEL = sorted(_ROOT.list_commands(click.Context(_ROOT)))  # type: ignore[attr-defined]
 
 
 def test_bash_protocol_completes_every_top_level_command():

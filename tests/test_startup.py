@@ -17,7 +17,8 @@ PROBE = """
 import atexit, json, sys
 def report():
     heavy = [m for m in ("httpx", "aiohttp", "plotext", "psutil") if m in sys.modules]
-    sys.__stderr__.write("\\nIMPORTED=" + json.dumps(heavy) + "\\n")
+    cli = sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("ollama_ops.cli."))
+    sys.__stderr__.write("\\nIMPORTED=" + json.dumps(heavy) + "\\nCLI=" + json.dumps(cli) + "\\n")
 atexit.register(report)
 sys.argv = ["sollama"] + sys.argv[1:]
 from ollama_ops.cli.app import main
@@ -25,11 +26,23 @@ main()
 """
 
 
-def imported_by(*args: str) -> list[str]:
+def imported_by(*args: str, what: str = "IMPORTED") -> list[str]:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
-    line = [ln for ln in done.stderr.splitlines() if ln.startswith("IMPORTED=")]
+    line = [ln for ln in done.stderr.splitlines() if ln.startswith(what + "=")]
     assert line, done.stderr
     return json.loads(line[-1].split("=", 1)[1])
+
+
+@pytest.mark.parametrize(("args", "modules"), [
+    (["--version"], []),
+    (["status"], ["status"]),
+    (["report", "--help"], ["report"]),
+    (["stop", "--help"], ["server"]),
+])
+def test_only_the_invoked_commands_module_is_loaded(args, modules):
+    """Commands load lazily: `sollama status` builds the status command, not the other forty."""
+    loaded = imported_by("--host", f"127.0.0.1:{free_port()}", *args, what="CLI")
+    assert sorted(set(loaded) - {"app", "context"}) == modules
 
 
 def test_help_imports_no_network_or_chart_library():

@@ -258,3 +258,24 @@ def test_an_error_line_is_told_by_its_level_its_status_or_its_words(line, is_err
     from ollama_ops.core.health import is_error_line
 
     assert is_error_line(line) is is_error
+
+
+def test_wait_polls_until_the_deadline_and_once_at_it():
+    """A fake clock: polls at 0, 0.25, 0.5, 0.75 and at the deadline 0.9 (not giving up at 0.75)."""
+    from ollama_ops.config import load_settings
+    from ollama_ops.services.status import wait_until_reachable
+
+    now = [0.0]
+    polls: list[float] = []
+    settings = load_settings(flags={"server.host": f"127.0.0.1:{free_port()}"})
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        polls.append(round(now[0], 3))
+        now[0] += seconds
+
+    assert wait_until_reachable(settings, 0.9, interval=0.25, clock=clock, sleep=sleep) is False
+    assert polls == [0.0, 0.25, 0.5, 0.75]
+    assert now[0] == pytest.approx(0.9)

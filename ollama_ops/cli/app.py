@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import traceback
 from typing import Annotated, Any
 
 import click
@@ -20,14 +20,54 @@ def _debug_enabled(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("SOLLAMA_DEBUG", "") not in ("", "0", "false")
 
 
+def _traceback(ctx: click.Context) -> None:
+    if _debug_enabled(ctx):
+        import traceback
+
+        traceback.print_exc()
+
+
 def _report(message: str) -> None:
     from ollama_ops.render.console import display_error, make_console
 
     display_error(make_console(stderr=True), message)
 
 
+# Every command of the root, in help order, and the module under ollama_ops.cli whose `register(root)` adds it.
+# A command's module is imported and turned into Click commands only when that command is looked up, so
+# `sollama status` builds one command, not forty (about 30 ms of every call from a CI loop).
+# tests/test_cli_boundary.py checks this table against what the modules register.
+COMMANDS: dict[str, str] = {
+    "start": "server", "stop": "server", "restart": "server", "status": "status", "doctor": "doctor",
+    "logs": "server", "cleanup": "server", "memory": "memory", "service": "server", "generate": "generate",
+    "chat": "chat", "bench": "bench", "report": "report", "models": "models", "config": "config_cmd",
+    "completion": "completion",
+}
+
+
+def module_commands(module_name: str) -> dict[str, click.Command]:
+    """The Click commands that `ollama_ops.cli.<module_name>` registers, built on a staging Typer with the root's
+    settings."""
+    from typer.main import get_group
+
+    module = importlib.import_module(f"ollama_ops.cli.{module_name}")
+    staging = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
+    module.register(staging)
+    return dict(get_group(staging).commands)
+
+
 class SollamaGroup(TyperGroup):
-    """The one place that turns exceptions into a one-line message and an exit code."""
+    """The one place that turns exceptions into a one-line message and an exit code; loads commands lazily
+    (see COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(dict.fromkeys([*COMMANDS, *self.commands]))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            for name, command in module_commands(COMMANDS[cmd_name]).items():
+                self.commands.setdefault(name, command)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,13 +75,11 @@ class SollamaGroup(TyperGroup):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except SollamaError as exc:
-            if _debug_enabled(ctx):
-                traceback.print_exc()
+            _traceback(ctx)
             _report(exc.one_line())
             raise click.exceptions.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            if _debug_enabled(ctx):
-                traceback.print_exc()
+            _traceback(ctx)
             _report("interrupted")
             raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
         except BrokenPipeError:
@@ -50,8 +88,7 @@ class SollamaGroup(TyperGroup):
             os.dup2(devnull, sys.stdout.fileno())
             raise click.exceptions.Exit(int(ExitCode.ERROR)) from None
         except Exception as exc:  # a bug: still one line unless --debug
-            if _debug_enabled(ctx):
-                traceback.print_exc()
+            _traceback(ctx)
             _report(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             raise click.exceptions.Exit(int(ExitCode.ERROR)) from None
 
@@ -92,32 +129,6 @@ def root(
 ) -> None:
     """sollama: start, stop, probe, use and benchmark a shared Ollama daemon."""
     ctx.obj = AppContext(json=json, debug=debug or _debug_enabled(ctx), config_path=config, host=host)
-
-
-def _register() -> None:
-    """Add every command group. Each module imports only typer at its top; services, clients and renderers are
-    imported inside the commands, so `sollama --help` stays cheap."""
-    from ollama_ops.cli import (
-        bench,
-        chat,
-        completion,
-        config_cmd,
-        doctor,
-        generate,
-        memory,
-        models,
-        report,
-        server,
-        status,
-    )
-
-    for module in (server, status, doctor, memory, generate, chat, bench, report, models):
-        module.register(app)
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(completion.app, name="completion")
-
-
-_register()
 
 
 def main() -> None:

@@ -10,6 +10,10 @@ import typer
 app = typer.Typer(help="Print a shell completion script.")
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="completion")
+
+
 class Shell(StrEnum):
     bash = "bash"
     zsh = "zsh"

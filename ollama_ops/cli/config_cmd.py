@@ -12,6 +12,10 @@ from ollama_ops.cli.context import JsonOption, use
 app = typer.Typer(help="Show, locate, create and validate the configuration.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="config")
+
+
 @app.command("show")
 def show(ctx: typer.Context, json: Annotated[bool, JsonOption] = False) -> None:
     """Effective settings and where each value came from (default, file, env, flag).

@@ -256,7 +256,9 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
     report = StatusReport(schema=SCHEMA, state="unreachable", healthy=False, reachable=False,
                           address=address.base_url, local=address.is_local, checked_at=now.isoformat())
     quick = min(settings.client.read_timeout, 10.0)
-    with OllamaClient.from_settings(settings, read_timeout=quick) as client:
+    # One attempt: status reports how the server is now (`--wait` is the way to wait for it), and a CI loop
+    # that polls it should not sit through retry back-off on every refused connection.
+    with OllamaClient.from_settings(settings, read_timeout=quick, retries=0) as client:
         try:
             start = time.perf_counter()
             report.version = client.version()
@@ -328,9 +330,10 @@ def wait_until_reachable(settings: Any, timeout: float, *, interval: float = 0.2
                 return True
             except SollamaError:
                 pass
-        if clock() + interval > deadline:
+        left = deadline - clock()
+        if left <= 0:
             return False
-        sleep(interval)
+        sleep(min(interval, left))  # the last poll happens at the deadline, not up to an interval before it
 
 
 def status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
