@@ -40,6 +40,7 @@ def test_timing_fidelity(sollama, stub) -> None:
         assert run.status == "completed" and run.request_count == 12
         assert len(store.requests(run.id, include_warmup=True)) == 13
         assert run.load["concurrency"] == 2 and run.ollama_version == "0.0.0-stub" and run.model_digest
+        assert run.summary is not None and run.summary["arrival_clock"] == data["arrival_clock"]
 
 
 @pytest.mark.parametrize(("script", "kind"), [

@@ -21,7 +21,7 @@ LOAD = {"concurrency": 1, "rate": None, "requests": 200, "warmup": 1, "max_token
 
 def add_run(store: Store, *, scale: float = 1.0, seed: int = 0, label: str | None = None, n: int = 200,
             load: dict | None = None, model: str = "smollm2:135m", failed: int = 0, warmup: int = 1,
-            status: str = "completed") -> int:
+            status: str = "completed", summary: dict | None = None) -> int:
     """A run of `n` measured requests: TTFT ≈ 100 ms·scale, 16 tokens at ≈ 10 ms·scale each (lognormal noise)."""
     rng = random.Random(seed)
     run_id = store.create_run(RunMeta(model=model, host="127.0.0.1:11434", label=label, load=load or LOAD,
@@ -39,7 +39,7 @@ def add_run(store: Store, *, scale: float = 1.0, seed: int = 0, label: str | Non
                                   prompt_eval_s=0.01, eval_s=e2el - 0.02, total_s=e2el - 0.005, queue_s=0.005))
         send += e2el
     store.add_requests(run_id, rows)
-    store.finish_run(run_id, status, None)
+    store.finish_run(run_id, status, summary)
     return run_id
 
 
@@ -210,6 +210,19 @@ def test_failed_and_interrupted_runs_are_noted(sollama):
     assert doc["candidate"]["figures"]["failed"] == 3
     assert any("3 failed" in w for w in doc["warnings"])
     assert any("interrupted" in w for w in doc["warnings"])
+
+
+def test_runs_clocked_differently_are_noted(sollama):
+    with Store() as store:
+        base = add_run(store, seed=1, summary={"arrival_clock": "kernel"})
+        cand = add_run(store, seed=2, summary={"arrival_clock": "event loop"})
+        same = add_run(store, seed=3, summary={"arrival_clock": "kernel"})
+    doc = json.loads(sollama("report", "--compare", str(base), str(cand), "--json").stdout)
+    assert [w for w in doc["warnings"] if "clocked differently" in w] == [
+        f"chunk arrivals were clocked differently (run {base}: kernel, run {cand}: event loop): TTFT/ITL "
+        "differences of a few ms may be the client's own backlog, not the server"]
+    doc = json.loads(sollama("report", "--compare", str(base), str(same), "--json").stdout)
+    assert not [w for w in doc["warnings"] if "clocked" in w]
 
 
 def test_export_csv_header_and_rows(sollama, history, tmp_path: Path):

@@ -281,7 +281,7 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, session: Any, store: Any
     if wait >= SLOT_WAIT_SHARE:
         warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
                         "OLLAMA_NUM_PARALLEL; `sollama memory --parallel N` shows whether more slots fit")
-    store.finish_run(run_id, status, dataclasses.asdict(summary))
+    store.finish_run(run_id, status, dataclasses.asdict(summary) | {"arrival_clock": clock})
     send_s, ttft_s, e2el_s = acc.chart_series()
     series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,

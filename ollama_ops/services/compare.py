@@ -224,5 +224,10 @@ def _warnings(base_runs: list[RunRecord], cand_runs: list[RunRecord], base: RunS
         for r in runs:
             if r.status != "completed":
                 notes.append(f"run {r.id} is {r.status}")
+    clocks = {f"run {r.id}": (r.summary or {}).get("arrival_clock") for r in [*base_runs, *cand_runs]}
+    if len({c for c in clocks.values() if c}) > 1:  # runs stored before the field existed say nothing
+        shown = ", ".join(f"{k}: {v}" for k, v in clocks.items() if v)
+        notes.append(f"chunk arrivals were clocked differently ({shown}): TTFT/ITL differences of a few ms may be "
+                     "the client's own backlog, not the server")
     return notes
 
