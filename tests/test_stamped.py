@@ -91,8 +91,10 @@ def test_a_chunk_read_late_is_stamped_when_it_arrived(listener) -> None:
             peer.sendall(b"first token")
             time.sleep(0.15)  # the event loop is busy elsewhere
             read_from = time.perf_counter()
-            while not proto.chunks:
-                await asyncio.sleep(0)
+            for _ in range(1000):  # bounded: the bytes are already in the socket
+                if proto.chunks:
+                    break
+                await asyncio.sleep(0.001)
             transport.close()
             await asyncio.wait_for(proto.done, 5)
         return proto, sent, read_from
@@ -110,6 +112,7 @@ def test_writes_beyond_the_socket_buffer_are_kept_and_flushed_before_close(liste
 
     def reader(peer: socket.socket) -> None:
         time.sleep(0.2)  # not reading yet: the transport has to buffer
+        peer.settimeout(10)
         while chunk := peer.recv(1 << 16):
             got.extend(chunk)
 

@@ -160,9 +160,12 @@ def test_script_time_zero_is_the_kernel_arrival_not_the_stubs_read(stub):
         time.sleep(0.005)  # the stub's loop is inside that sleep now
         t0 = time.perf_counter()
         s.sendall(request)
+        s.settimeout(5)
         data = b""
         while b'"done":false' not in data:
-            data += s.recv(65536)
+            chunk = s.recv(65536)
+            assert chunk, data  # the stub closed the connection before the first token
+            data += chunk
         first = time.perf_counter() - t0
     assert 0.079 <= first < 0.1
     record = stub.stats()["requests"][-1]
