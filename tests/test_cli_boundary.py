@@ -197,12 +197,45 @@ def test_the_lazy_command_table_matches_what_the_modules_register():
 
     import ollama_ops.cli
     from ollama_ops.cli.app import COMMANDS, module_commands
+    from ollama_ops.render.help import first_sentence
 
-    for module in set(COMMANDS.values()):
-        assert sorted(module_commands(module)) == sorted(n for n, m in COMMANDS.items() if m == module), module
+    modules = {module for module, _ in COMMANDS.values()}
+    for module in modules:
+        built = module_commands(module)
+        assert sorted(built) == sorted(n for n, (m, _) in COMMANDS.items() if m == module), module
+        for name, command in built.items():  # the root help's line is the first sentence of the command's help
+            assert COMMANDS[name][1] == first_sentence(command.help or ""), name
     registering = {info.name for info in pkgutil.iter_modules(ollama_ops.cli.__path__)
                    if hasattr(importlib.import_module(f"ollama_ops.cli.{info.name}"), "register")}
-    assert registering == set(COMMANDS.values())
+    assert registering == modules
+
+
+@pytest.mark.parametrize(("text", "sentence"), [
+    ("Stop it. Then go.", "Stop it."),
+    ("One line\nwrapped (exit 0). Exit 1 when not.\n\nMore.", "One line wrapped (exit 0)."),
+    ("Keeps e.g. abbreviations, and 1.5 numbers. Stops here.", "Keeps e.g. abbreviations, and 1.5 numbers."),
+    ("No full stop at all", "No full stop at all"),
+])
+def test_first_sentence(text, sentence):
+    from ollama_ops.render.help import first_sentence
+
+    assert first_sentence(text) == sentence
+
+
+def test_root_help_lists_every_command_with_its_summary_and_the_global_options(sollama):
+    from ollama_ops.cli.app import COMMANDS
+
+    result = sollama("--help")
+    assert result.exit_code == 0 and result.stderr == ""
+    out = " ".join(result.stdout.replace("│", " ").split())
+    assert out.startswith("Usage: sollama [OPTIONS] COMMAND [ARGS]...")
+    for name, (_, summary) in COMMANDS.items():
+        assert f" {name} {summary} " in out + " ", name
+    for option in ("--json", "--debug", "--config -c PATH", "--host -H ADDR", "--version -V", "--help -h"):
+        assert f" {option} " in out, option
+    assert "Examples: sollama start" in out
+    bare = sollama()
+    assert bare.exit_code == 2 and bare.stdout.rstrip() == result.stdout.rstrip()  # no arguments: the help, exit 2
 
 
 def test_the_tree_has_the_foundation_commands():

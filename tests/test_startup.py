@@ -16,7 +16,8 @@ from tests.conftest import free_port
 PROBE = """
 import atexit, json, sys
 def report():
-    heavy = [m for m in ("httpx", "aiohttp", "plotext", "psutil") if m in sys.modules]
+    heavy = [m for m in ("httpx", "aiohttp", "plotext", "psutil", "typer.rich_utils", "rich.markdown")
+             if m in sys.modules]
     cli = sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("ollama_ops.cli."))
     sys.__stderr__.write("\\nIMPORTED=" + json.dumps(heavy) + "\\nCLI=" + json.dumps(cli) + "\\n")
 atexit.register(report)
@@ -45,8 +46,11 @@ def test_only_the_invoked_commands_module_is_loaded(args, modules):
     assert sorted(set(loaded) - {"app", "context"}) == modules
 
 
-def test_help_imports_no_network_or_chart_library():
+def test_help_imports_no_network_or_chart_library_nor_typers_rich_help():
+    """The root help is drawn by render/help.py: Typer's rich help alone would cost ~70 ms (rich.markdown)."""
     assert imported_by("--help") == []
+    assert imported_by() == []  # no arguments: the same help
+    assert imported_by("status", "--help") == ["typer.rich_utils", "rich.markdown"]  # a command's own page
 
 
 def test_version_imports_nothing_heavy():

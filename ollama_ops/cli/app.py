@@ -33,15 +33,40 @@ def _report(message: str) -> None:
     display_error(make_console(stderr=True), message)
 
 
-# Every command of the root, in help order, and the module under ollama_ops.cli whose `register(root)` adds it.
-# A command's module is imported and turned into Click commands only when that command is looked up, so
-# `sollama status` builds one command, not forty (about 30 ms of every call from a CI loop).
-# tests/test_cli_boundary.py checks this table against what the modules register.
-COMMANDS: dict[str, str] = {
-    "start": "server", "stop": "server", "restart": "server", "status": "status", "doctor": "doctor",
-    "logs": "server", "cleanup": "server", "memory": "memory", "service": "server", "generate": "generate",
-    "chat": "chat", "bench": "bench", "report": "report", "models": "models", "config": "config_cmd",
-    "completion": "completion",
+# Every command of the root, in help order: the module under ollama_ops.cli whose `register(root)` adds it, and
+# the first sentence of its help (its line in `sollama --help`). A command's module is imported and turned into
+# Click commands only when that command is looked up, so `sollama status` builds one command, not forty (about
+# 30 ms of every call from a CI loop), and `sollama --help` builds none.
+# tests/test_cli_boundary.py checks this table against the modules and their docstrings.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "start": ("server", "Start the shared `ollama serve` detached, or report the one already running (exit 0)."),
+    "stop": ("server", "Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process "
+                       "verified by pid, creation time and command line is signalled."),
+    "restart": ("server", "Stop the daemon (as `stop`), then start it again with the same settings (as `start`)."),
+    "status": ("status", "Address, latency, version, process (pid, uptime, RSS, CPU), loaded and installed models, "
+                         "memory budget vs used, free disk, last log errors."),
+    "doctor": ("doctor", "Check the binary and its version, the port, HOME, the models dir and its free space, RAM "
+                         "and swap, GPUs, the config, a stale pid file and exposure beyond loopback."),
+    "logs": ("server", "The daemon's log (its stdout and stderr), across rotated files."),
+    "cleanup": ("server", "Free what the daemon left behind: unload models, optionally stop it, remove stale "
+                          "pid/lock files, rotate big logs, prune old bench history, and terminate orphaned runner "
+                          "processes."),
+    "memory": ("memory", "Budget (RAM − reserve + VRAM), each model's predicted footprint with Ollama's formula, "
+                         "which fit alone and together, and the OLLAMA_* settings `sollama start` will use (saved "
+                         "to the state dir; the plan covers the models measured, so leave out --model to plan for "
+                         "all of them)."),
+    "service": ("server", "Run sollama's daemon under a service manager (systemd)."),
+    "generate": ("generate", "Generate a completion; stdout gets exactly the model's text (a newline is added only "
+                             "on a terminal)."),
+    "chat": ("chat", "Chat with a model: streaming answers, /help for commands, transcripts saved under the data "
+                     "dir."),
+    "bench": ("bench", "Benchmark a model: TTFT, TPOT, ITL, E2EL, throughput and goodput; the run is stored for "
+                       "`sollama report`."),
+    "report": ("report", "List stored bench runs, show one, compare two (CI gate: --fail-on-regression exits 6), or "
+                         "summarise usage."),
+    "models": ("models", "List, inspect, import, remove and unload models (HTTP API only: works remotely)."),
+    "config": ("config_cmd", "Show, locate, create and validate the configuration."),
+    "completion": ("completion", "Print a shell completion script."),
 }
 
 
@@ -65,9 +90,26 @@ class SollamaGroup(TyperGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            for name, command in module_commands(COMMANDS[cmd_name]).items():
+            for name, command in module_commands(COMMANDS[cmd_name][0]).items():
                 self.commands.setdefault(name, command)
         return super().get_command(ctx, cmd_name)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # No arguments: the help, exit 2 (a usage error, as Click has it), without Typer's rich error path.
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(int(ExitCode.USAGE))
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The root help from the COMMANDS table (no command is built; see render/help.py)."""
+        from ollama_ops.render.console import make_console
+        from ollama_ops.render.help import render_root_help
+
+        render_root_help(make_console(), usage=" ".join(self.collect_usage_pieces(ctx)).join(
+                             (f"{ctx.command_path} ", "")),
+                         help_text=self.help or "", params=self.get_params(ctx),
+                         commands=[(name, summary) for name, (_, summary) in COMMANDS.items()], epilog=self.epilog)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -6,7 +6,6 @@ verbatim; styled text is built with `rich.text.Text`, never with markup strings.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any, TextIO
@@ -55,6 +54,8 @@ def display_success(console: Console, message: str) -> None:
 
 def print_json(data: Any, file: TextIO | None = None) -> None:
     """Exactly one JSON document on stdout."""
+    import json
+
     out = file or sys.stdout
     out.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False, sort_keys=False) + "\n")
     out.flush()
