@@ -223,6 +223,8 @@ def test_runs_clocked_differently_are_noted(sollama):
         "differences of a few ms may be the client's own backlog, not the server"]
     doc = json.loads(sollama("report", "--compare", str(base), str(same), "--json").stdout)
     assert not [w for w in doc["warnings"] if "clocked" in w]
+    shown = sollama("report", str(cand)).stdout.splitlines()
+    assert [line.split(None, 1)[1].strip() for line in shown if line.startswith("clock")] == ["event loop"]
 
 
 def test_export_csv_header_and_rows(sollama, history, tmp_path: Path):

@@ -105,7 +105,8 @@ def _detail_lines(data: RunDetail) -> list[tuple[str, str]]:
              ("requests", f"{f.ok} ok, {f.failed} failed" + (
                  " (" + ", ".join(f"{k}: {v}" for k, v in sorted(f.errors.items())) + ")" if f.errors else "")),
              ("duration", _num(f.duration_s, "s")), ("request/s", _num(f.request_rate)),
-             ("output tok/s", _num(f.output_throughput))]
+             ("output tok/s", _num(f.output_throughput)),
+             ("clock", (run.summary or {}).get("arrival_clock") or "-")]
     return lines
 
 
