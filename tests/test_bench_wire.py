@@ -108,6 +108,48 @@ def test_connection_refused_is_a_connect_failure() -> None:
     assert isinstance(failure, Failure) and failure.kind == "connect" and times == []
 
 
+def test_a_reset_mid_stream_is_a_disconnect_and_the_chunks_before_it_are_kept() -> None:
+    """A peer that sends two chunks and then resets the connection (RST, not FIN)."""
+    import socket
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    line = b'{"response":"tok","done":false}\n'
+    chunk = b"%x\r\n%s\r\n" % (len(line), line)
+
+    def serve() -> None:
+        peer, _ = listener.accept()
+        peer.settimeout(5)
+        peer.recv(65536)
+        peer.sendall(head + chunk + chunk)
+        threading.Event().wait(0.2)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # with linger 0: RST
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+
+    async def main() -> Any:
+        client = WireClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5, connect_timeout=1)
+        try:
+            return await _exchange(client)
+        finally:
+            client.close()
+
+    try:
+        failure, times, sent = _run(main())
+    finally:
+        thread.join(5)
+        listener.close()
+    assert isinstance(failure, Failure) and failure.kind == "disconnect", failure
+    assert "ConnectionResetError" in str(failure)
+    assert len(times) == 2 and sent < times[0] <= times[1]
+
+
 def test_only_plain_http() -> None:
     assert WireClient.for_url("https://example.invalid") is None
     assert WireClient.for_url("http://127.0.0.1:11434") is not None
