@@ -213,3 +213,21 @@ def test_connect_failures_and_names() -> None:
         sock.listen(1)
         family, eof = asyncio.run(by_name(sock))
     assert family == "AF_INET" and eof
+
+
+def test_a_read_wake_up_queued_before_an_abort_delivers_nothing(listener) -> None:
+    """A wake-up already queued when the transport was aborted (another handler of the same loop turn did it)
+    must not read or call the protocol any more, as asyncio's own transports guard it."""
+
+    async def main() -> Recorder:
+        transport, proto = await open_stamped("127.0.0.1", listener.getsockname()[1], Recorder)
+        peer, _ = listener.accept()
+        peer.sendall(b"late bytes")  # on loopback the bytes are in this socket when sendall returns
+        transport.abort()  # no await before: the loop has not read them
+        transport._read_ready()  # the wake-up that was queued before the abort
+        await asyncio.wait_for(proto.done, 5)
+        peer.close()
+        return proto
+
+    proto = asyncio.run(main())
+    assert proto.chunks == [] and proto.lost == [None]

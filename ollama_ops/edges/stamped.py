@@ -82,6 +82,8 @@ class StampedTransport(asyncio.Transport):
     # -- reading ----------------------------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
+        if self._lost or not self._reading:  # a wake-up queued before this transport stopped reading
+            return
         try:
             if self.stamped:
                 data, anc, _flags, _addr = self._sock.recvmsg(_MAX_READ, _ANC_SIZE)
@@ -151,6 +153,8 @@ class StampedTransport(asyncio.Transport):
         self._out += data
 
     def _write_ready(self) -> None:
+        if self._lost:
+            return
         try:
             sent = self._sock.send(self._out)
         except (BlockingIOError, InterruptedError):
