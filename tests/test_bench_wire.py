@@ -353,3 +353,34 @@ def test_timeout_fires_on_a_stall() -> None:
 
     failure, closed, n = _run(main())
     assert failure.kind == "timeout" and closed and n == 1
+
+
+# -- the aiohttp path (https:// servers; here over http to the stub) ---------------------------------------------
+
+@pytest.mark.parametrize(("script", "kind"), [({}, None), ({"error_after": 2}, "server_error"),
+                                               ({"malformed_after": 1}, "malformed"), ({"status": 503}, "http_503")])
+def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, script: dict, kind: str | None) -> None:
+    """The Runner's aiohttp path shares the line splitter with the wire client: same records, same error kinds."""
+    from types import SimpleNamespace
+
+    from ollama_ops.core.prompts import PromptItem, plan_payloads
+    from ollama_ops.services.bench_runner import LoadSpec, Runner
+    from ollama_ops.services.bench_session import open_session
+
+    stub.configure(tokens=4, token_delay=0.002, **script)
+    plan = plan_payloads([PromptItem(prompt="hi")], model="stub-model", api="generate", max_tokens=None)
+    records: list[Any] = []
+
+    async def main() -> None:
+        async with open_session(SimpleNamespace(base_url=stub.url, timeout=5, connect_timeout=2)) as session:
+            runner = Runner(session, "/api/generate", plan, records.append)
+            await runner.run_phase(0, LoadSpec(concurrency=1, requests=3), 3, None, warmup=False)
+
+    _run(main())
+    assert len(records) == 3
+    for record in records:
+        if kind is None:
+            assert record.ok and record.output_tokens == 4 and record.output_tokens_source == "server"
+            assert len(record.itl) == 3 and 0 < record.ttft <= record.e2el
+        else:
+            assert not record.ok and record.error_kind == kind, record

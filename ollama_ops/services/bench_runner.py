@@ -29,12 +29,8 @@ from ollama_ops.core.arrivals import arrival_offsets
 from ollama_ops.core.bench_metrics import queue_overhead
 from ollama_ops.core.ndjson import NS
 from ollama_ops.core.prompts import PayloadPlan
-from ollama_ops.services.bench_wire import DONE_FALSE as _DONE_FALSE
-from ollama_ops.services.bench_wire import EMPTY_CONTENT as _EMPTY_CONTENT
-from ollama_ops.services.bench_wire import EMPTY_RESPONSE as _EMPTY_RESPONSE
-from ollama_ops.services.bench_wire import THINKING as _THINKING
 from ollama_ops.services.bench_wire import Failure as _Failure
-from ollama_ops.services.bench_wire import WireClient, slow_line
+from ollama_ops.services.bench_wire import WireClient, feed_lines, slow_line
 from ollama_ops.services.bench_wire import status_kind as _status_kind
 
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
@@ -239,28 +235,15 @@ class Runner:
                 raw = await resp.read()
                 raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
             rest = b""
-            append = times.append
             async for data in resp.content.iter_any():
-                now = time.perf_counter()
-                lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
-                rest = lines.pop()
-                for line in lines:
-                    # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
-                    if _DONE_FALSE in line and not line.startswith(b'{"error"'):
-                        if (_EMPTY_RESPONSE in line or _EMPTY_CONTENT in line) and _THINKING not in line:
-                            continue
-                        append(now)
-                        continue
-                    final = self._slow_line(line, now, times)
-                    if final is not None:
-                        return final
+                rest, final = feed_lines(rest, data, time.perf_counter(), times)
+                if final is not None:
+                    return final
             if rest.strip():
-                final = self._slow_line(rest, time.perf_counter(), times)
+                final = slow_line(rest, time.perf_counter(), times)
                 if final is not None:
                     return final
         raise _Failure("disconnect", "the stream ended before its final chunk")
-
-    _slow_line = staticmethod(slow_line)
 
     def _record(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
                 error: _Failure | None) -> RequestRecord:

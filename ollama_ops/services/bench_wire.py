@@ -75,6 +75,26 @@ def slow_line(line: bytes, now: float, times: list[float]) -> dict[str, Any] | N
     return obj if obj.get("done") else None
 
 
+def feed_lines(rest: bytes, data: bytes, now: float, times: list[float]) -> tuple[bytes, dict[str, Any] | None]:
+    """Split `rest + data` into NDJSON lines: each text chunk's arrival (`now`) goes to `times`; returns the
+    incomplete last line and the first final object among them (None if none). Both bench paths use it."""
+    lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
+    rest = lines.pop()
+    final = None
+    append = times.append
+    for line in lines:
+        # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
+        if DONE_FALSE in line and not line.startswith(b'{"error"'):
+            if (EMPTY_RESPONSE in line or EMPTY_CONTENT in line) and THINKING not in line:
+                continue
+            append(now)
+            continue
+        obj = slow_line(line, now, times)
+        if obj is not None and final is None:
+            final = obj
+    return rest, final
+
+
 class WireConnection(asyncio.Protocol):
     """One keep-alive connection; at most one request at a time."""
 
@@ -335,21 +355,9 @@ class WireConnection(asyncio.Protocol):
             if len(self._err) < _ERROR_BODY_CAP:
                 self._err += data
             return
-        if self._rest:
-            data = self._rest + data
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        append = self._times.append
-        for line in lines:
-            # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
-            if DONE_FALSE in line and not line.startswith(b'{"error"'):
-                if (EMPTY_RESPONSE in line or EMPTY_CONTENT in line) and THINKING not in line:
-                    continue
-                append(now)
-                continue
-            final = slow_line(line, now, self._times)
-            if final is not None and self._final is None:
-                self._final = final
+        self._rest, final = feed_lines(self._rest, data, now, self._times)
+        if final is not None and self._final is None:
+            self._final = final
 
 
 class WireClient:
