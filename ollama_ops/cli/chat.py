@@ -60,20 +60,16 @@ def chat(
     from ollama_ops.services.models import show_model
 
     obj = use(ctx)
-    settings = obj.settings
     if not model and not resume:
         raise UsageError("name a model with -m MODEL (or continue a transcript with --resume NAME)")
-    options = svc.build_options(option, temperature=temperature, seed=seed, num_ctx=num_ctx, max_tokens=max_tokens)
-    session = ChatSession(model or "", system=system, options=options, format=svc.resolve_format(format),
-                          keep_alive=svc.parse_keep_alive(keep_alive if keep_alive is not None
-                                                          else settings.generate.keep_alive))
+    knobs = svc.request_knobs(obj.settings, option=option, temperature=temperature, seed=seed, num_ctx=num_ctx,
+                              max_tokens=max_tokens, format=format, keep_alive=keep_alive, timeout=timeout)
+    session = ChatSession(model or "", system=system, options=knobs.options, format=knobs.format,
+                          keep_alive=knobs.keep_alive)
     if resume:
-        session.load(resume)
-        session.model = model or session.model
-        session.options.update(options)
-        session.system = system if system is not None else session.system
+        session.resume(resume, model=model, options=knobs.options, system=system)
     session.verbose = verbose
-    wait = timeout if timeout is not None else settings.generate.timeout
+    wait = knobs.wait
     usage = svc.UsagePolicy(command="chat", log_prompt=log_prompts,
                             on_warning=lambda message: display_warning(obj.err, message))
     with obj.client(read_timeout=wait) as client:

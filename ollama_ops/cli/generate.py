@@ -65,15 +65,12 @@ def generate(
     from ollama_ops.services import generate as svc
 
     obj = use(ctx, json=json)
-    settings = obj.settings
     text = svc.read_prompt(prompt, file=file, stdin_text=lambda: sys.stdin.read(), stdin_is_tty=stdin_is_terminal())
+    knobs = svc.request_knobs(obj.settings, option=option, temperature=temperature, seed=seed, num_ctx=num_ctx,
+                              max_tokens=max_tokens, format=format, keep_alive=keep_alive, timeout=timeout)
     req = GenerateRequest(model=model, prompt=text, system=system, raw=raw, stream=not no_stream,
-                          options=svc.build_options(option, temperature=temperature, seed=seed, num_ctx=num_ctx,
-                                                    max_tokens=max_tokens),
-                          format=svc.resolve_format(format),
-                          keep_alive=svc.parse_keep_alive(keep_alive if keep_alive is not None
-                                                          else settings.generate.keep_alive))
-    wait = timeout if timeout is not None else settings.generate.timeout
+                          options=knobs.options, format=knobs.format, keep_alive=knobs.keep_alive)
+    wait = knobs.wait
     usage = svc.UsagePolicy(command="generate", log_prompt=log_prompts,
                             on_warning=lambda message: display_warning(obj.err, message))
     out = None if obj.json else RawOutput(obj.out.file)

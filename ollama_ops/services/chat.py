@@ -377,6 +377,15 @@ class ChatSession:
             old.unlink(missing_ok=True)
         return path
 
+    def resume(self, name: str, *, model: str | None = None, options: dict[str, Any] | None = None,
+               system: str | None = None) -> None:
+        """`load` a transcript, then lay what this command line asks for over what it saved."""
+        self.load(name)
+        self.model = model or self.model
+        self.options.update(options or {})
+        if system is not None:
+            self.system = system
+
     def load(self, name: str) -> None:
         """Continue a saved transcript: its messages, model, system message and options."""
         data = read_transcript(name)

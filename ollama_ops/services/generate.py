@@ -58,6 +58,27 @@ def _record_in_store(row: Any) -> None:
         store.record_usage(row)
 
 
+@dataclass
+class RequestKnobs:
+    """What generate and chat send with every request, the config's defaults applied to their flags."""
+
+    options: dict[str, Any]
+    format: str | dict[str, Any] | None
+    keep_alive: str | int | float | None
+    wait: float  # the longest wait for the next chunk, seconds
+
+
+def request_knobs(settings: Any, *, option: list[str] | None, temperature: float | None, seed: int | None,
+                  num_ctx: int | None, max_tokens: int | None, format: str | None, keep_alive: str | None,
+                  timeout: float | None) -> RequestKnobs:
+    """The flags shared by `generate` and `chat`, checked and with `generate.*` settings as their defaults."""
+    return RequestKnobs(
+        options=build_options(option, temperature=temperature, seed=seed, num_ctx=num_ctx, max_tokens=max_tokens),
+        format=resolve_format(format),
+        keep_alive=parse_keep_alive(keep_alive if keep_alive is not None else settings.generate.keep_alive),
+        wait=timeout if timeout is not None else settings.generate.timeout)
+
+
 def build_options(pairs: list[str] | None = None, *, temperature: float | None = None, seed: int | None = None,
                   num_ctx: int | None = None, max_tokens: int | None = None) -> dict[str, Any]:
     """`--option k=v` pairs (typed by Ollama's schema) with the shortcut flags laid over them."""
