@@ -99,7 +99,7 @@ def start(
         result = plan_only(plan)
     elif foreground:
         render_notes(obj.err, plan.notes, plan.warnings)
-        raise typer.Exit(run_foreground(obj.settings, plan))
+        raise typer.Exit(run_foreground(obj.settings, plan, echo=sys.stderr.buffer))
     else:
         result = _start(obj, plan, timeout)
     render_notes(obj.err, result.notes, result.warnings)

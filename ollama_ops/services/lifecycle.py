@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ollama_ops import __version__
 from ollama_ops.core.hosts import HostAddress, parse_host
@@ -293,9 +292,11 @@ def dry_run(plan: LaunchPlan) -> StartResult:
                        warnings=list(plan.warnings))
 
 
-def run_foreground(settings: Any, plan: LaunchPlan, *, on_start: Callable[[int], None] | None = None) -> int:
-    """Run `ollama serve` attached (systemd, containers): its output goes to stderr and the log, SIGINT/SIGTERM
-    are forwarded, and its exit status is returned (128+N when killed by signal N)."""
+def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = None,
+                   on_start: Callable[[int], None] | None = None) -> int:
+    """Run `ollama serve` attached (systemd, containers): its output goes to the log and to `echo` (the command
+    passes its stderr), SIGINT/SIGTERM are forwarded, and its exit status is returned (128+N when killed by
+    signal N)."""
     _check_address(plan.address)
     notes: list[str] = list(plan.notes)
     with quick_client(plan.address.base_url) as client, pf.server_lock(settings.server.start_timeout + LOCK_GRACE):
@@ -306,7 +307,7 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, on_start: Callable[[int],
         server = pf.ServerProcess.spawn(plan.command, plan.full_env, Path(plan.log), stdout=subprocess.PIPE)
         record = _write_record(server, plan)
     assert server.popen is not None
-    copier = threading.Thread(target=_tee, args=(server.popen.stdout, Path(plan.log)), daemon=True)
+    copier = threading.Thread(target=_tee, args=(server.popen.stdout, Path(plan.log), echo), daemon=True)
     copier.start()
     if on_start:
         on_start(server.pid)
@@ -345,14 +346,15 @@ def _wait_attached(server: pf.ServerProcess, record: pf.PidRecord, *, client_url
                 confirmed = True
 
 
-def _tee(stream: Any, log: Path) -> None:
+def _tee(stream: Any, log: Path, echo: BinaryIO | None) -> None:
     with open(log, "ab") as fh:
         for line in iter(stream.readline, b""):
             fh.write(line)
             fh.flush()
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.buffer.write(line)
-                sys.stderr.buffer.flush()
+            if echo is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    echo.write(line)
+                    echo.flush()
 
 
 # -- stop / restart ---------------------------------------------------------------------------------------------
