@@ -86,7 +86,7 @@ class SollamaGroup(TyperGroup):
     (see COMMANDS)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(dict.fromkeys([*COMMANDS, *self.commands]))
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
@@ -106,8 +106,7 @@ class SollamaGroup(TyperGroup):
         from ollama_ops.render.console import make_console
         from ollama_ops.render.help import render_root_help
 
-        render_root_help(make_console(), usage=" ".join(self.collect_usage_pieces(ctx)).join(
-                             (f"{ctx.command_path} ", "")),
+        render_root_help(make_console(), usage=" ".join([ctx.command_path, *self.collect_usage_pieces(ctx)]),
                          help_text=self.help or "", params=self.get_params(ctx),
                          commands=[(name, summary) for name, (_, summary) in COMMANDS.items()], epilog=self.epilog)
 

@@ -44,7 +44,7 @@ def option_rows(params: Iterable[click.Parameter]) -> list[tuple[str, str, str, 
     return rows
 
 
-def _columns(rows: Sequence[Sequence[str]], styles: Sequence[str], width: int) -> list[Text]:
+def _columns(console: Console, rows: Sequence[Sequence[str]], styles: Sequence[str], width: int) -> list[Text]:
     """Rows laid out in columns two spaces apart (empty columns take no room); the last column wraps within
     `width`, indented."""
     widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(styles) - 1)]
@@ -57,13 +57,10 @@ def _columns(rows: Sequence[Sequence[str]], styles: Sequence[str], width: int) -
                 head.append(cell.ljust(w), style=style)
                 head.append("  ")
         body = Text(row[-1], style=styles[-1])
-        wrapped = body.wrap(_MEASURE, max(20, width - indent)) if body else [Text()]
+        wrapped = body.wrap(console, max(20, width - indent)) if body else [Text()]
         for i, part in enumerate(wrapped):
             lines.append((head if i == 0 else Text(" " * indent)) + part)
     return lines
-
-
-_MEASURE = Console(width=MAX_WIDTH, markup=False, highlight=False, emoji=False, color_system=None)
 
 
 def _panel(title: str, lines: list[Text]) -> Panel:
@@ -79,8 +76,8 @@ def render_root_help(console: Console, *, usage: str, help_text: str, params: It
     line.append(usage, style="bold")
     console.print(Padding(line, 1))
     console.print(Padding(Text(help_text), (0, 1, 1, 1)))
-    console.print(_panel("Options", _columns(option_rows(params), ("bold cyan", "bold green", "bold yellow", ""),
-                                             inner)))
-    console.print(_panel("Commands", _columns(list(commands), ("bold cyan", ""), inner)))
+    console.print(_panel("Options", _columns(console, option_rows(params),
+                                             ("bold cyan", "bold green", "bold yellow", ""), inner)))
+    console.print(_panel("Commands", _columns(console, list(commands), ("bold cyan", ""), inner)))
     if epilog:
         console.print(Padding(Text(epilog), 1))
