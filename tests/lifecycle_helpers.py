@@ -1,10 +1,13 @@
-"""Shared pieces of the lifecycle and cleanup tests: fake binaries, unrelated processes, and a teardown that
-stops only the daemon our own pid file names (verified by pid, creation time and command line)."""
+"""Shared pieces of the tests that run processes: fake binaries, unrelated processes, a command run and
+interrupted by its own PID, and a teardown that stops only the daemon our own pid file names (verified by pid,
+creation time and command line)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -40,6 +43,23 @@ def end(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running(argv: list[str], **popen: object) -> Iterator[subprocess.Popen]:  # type: ignore[type-arg]
+    """A process this test starts (Popen arguments as given); SIGKILLed by its own PID on the way out if it is
+    still running."""
+    proc = subprocess.Popen(argv, **popen)  # type: ignore[call-overload]
+    try:
+        yield proc
+    finally:
+        end(proc)
+
+
+def interrupt(proc: subprocess.Popen, timeout: float) -> tuple:  # type: ignore[type-arg]
+    """Ctrl-C for the PID this test started: SIGINT, then its (stdout, stderr) once it exits."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=timeout)
 
 
 def stop_our_daemon() -> None:

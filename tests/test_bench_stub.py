@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ollama_ops.edges.store import Store
+from tests.lifecycle_helpers import interrupt, running, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,26 +156,20 @@ def test_ctrl_c_keeps_the_samples(stub, isolated: Path) -> None:
     stub.configure(tokens=4, token_delay=0.05)
     env = {**os.environ, "SOLLAMA_HOME": str(isolated), "NO_COLOR": "1"}
     sollama_bin = Path(sys.executable).parent / "sollama"
-    proc = subprocess.Popen([str(sollama_bin), "--host", stub.host, "bench", "-m", "stub-model", "-c", "2",
-                             "-n", "10000", "--warmup", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
     db = isolated / "data" / "history.sqlite3"
-    try:
-        deadline = time.monotonic() + 20
-        rows = 0
-        while time.monotonic() < deadline and rows == 0:
-            time.sleep(0.2)
-            if db.exists():
-                with Store(db) as store:
-                    runs = store.runs()
-                    rows = len(store.requests(runs[-1].id)) if runs else 0
-        assert rows > 0, "the bench wrote no request within 20 s"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    def stored_rows() -> int:
+        if not db.exists():
+            return 0
+        with Store(db) as store:
+            runs = store.runs()
+            return len(store.requests(runs[-1].id)) if runs else 0
+
+    with running([str(sollama_bin), "--host", stub.host, "bench", "-m", "stub-model", "-c", "2", "-n", "10000",
+                  "--warmup", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 cwd=ROOT) as proc:
+        assert wait_for(lambda: stored_rows() > 0, 20, 0.2), "the bench wrote no request within 20 s"
+        out, err = interrupt(proc, 20)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with Store(db) as store:

@@ -29,6 +29,18 @@ def _run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 10))
 
 
+def _exchanges(url: str, count: int = 1, *, timeout: float = 5, connect_timeout: float = 2) -> list[Any]:
+    """`count` requests one after another on one fresh client, as `_exchange` results."""
+    async def main() -> list[Any]:
+        client = WireClient(url, timeout=timeout, connect_timeout=connect_timeout)
+        try:
+            return [await _exchange(client) for _ in range(count)]
+        finally:
+            client.close()
+
+    return _run(main())
+
+
 # -- against the stub -----------------------------------------------------------------------------------------
 
 def test_stream_times_every_text_chunk_and_reuses_the_connection(stub) -> None:
@@ -81,15 +93,8 @@ def test_concurrent_requests_grow_the_pool_to_the_concurrency(stub) -> None:
 ])
 def test_every_fault_kind(stub, script: dict, kind: str, needle: str) -> None:
     stub.configure(tokens=4, **script)
-
-    async def main() -> list[Any]:
-        client = WireClient(stub.url, timeout=0.4, connect_timeout=2)
-        try:
-            return [await _exchange(client) for _ in range(2)]  # the second may reuse or replace the connection
-        finally:
-            client.close()
-
-    for failure, _times, _sent in _run(main()):
+    # the second request may reuse or replace the connection
+    for failure, _times, _sent in _exchanges(stub.url, 2, timeout=0.4):
         assert isinstance(failure, Failure), failure
         assert failure.kind == kind and needle in str(failure)
 
@@ -97,14 +102,7 @@ def test_every_fault_kind(stub, script: dict, kind: str, needle: str) -> None:
 def test_connection_refused_is_a_connect_failure() -> None:
     from tests.conftest import free_port
 
-    async def main() -> Any:
-        client = WireClient(f"http://127.0.0.1:{free_port()}", timeout=1, connect_timeout=1)
-        try:
-            return await _exchange(client)
-        finally:
-            client.close()
-
-    failure, times, _ = _run(main())
+    [(failure, times, _)] = _exchanges(f"http://127.0.0.1:{free_port()}", timeout=1, connect_timeout=1)
     assert isinstance(failure, Failure) and failure.kind == "connect" and times == []
 
 
@@ -133,15 +131,8 @@ def test_a_reset_mid_stream_is_a_disconnect_and_the_chunks_before_it_are_kept() 
     thread = threading.Thread(target=serve)
     thread.start()
 
-    async def main() -> Any:
-        client = WireClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5, connect_timeout=1)
-        try:
-            return await _exchange(client)
-        finally:
-            client.close()
-
     try:
-        failure, times, sent = _run(main())
+        [(failure, times, sent)] = _exchanges(f"http://127.0.0.1:{listener.getsockname()[1]}")
     finally:
         thread.join(5)
         listener.close()

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -32,24 +33,30 @@ def _big_log(size: int = 5000) -> Path:
     return log
 
 
-def test_dry_run_shows_the_plan_and_changes_nothing(sollama, host, monkeypatch):
+@pytest.fixture
+def stale(monkeypatch) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A stale pid file naming an unrelated live `sleep`, and a 5000-byte log over a 1024-byte limit."""
     monkeypatch.setenv("SOLLAMA_LOGGING_MAX_LOG_BYTES", "1024")
     sleeper = spawn_sleep()
     try:
         write_pidfile_text(f"{sleeper.pid}\n")
-        log = _big_log()
-        result = sollama("--host", host, "cleanup", "--dry-run", "--no-orphans")
-        assert result.exit_code == 0, result.output
-        assert "dry run" in result.stdout and "server.json" in result.stdout and "ollama.log" in result.stdout
-        assert "no server answers" in result.stdout
-        assert pf.pidfile_path().exists() and log.stat().st_size == 5000 and sleeper.poll() is None
-        data = json.loads(sollama("--host", host, "cleanup", "--dry-run", "--no-orphans", "--json").stdout)
-        steps = {s["name"]: s for s in data["plan"]["steps"]}
-        assert steps["stale-files"]["skipped"] is None and steps["stale-files"]["count"] == 1
-        assert steps["rotate-logs"]["skipped"] is None and steps["unload"]["skipped"]
-        assert "details" not in steps["rotate-logs"] and data["report"] is None
+        yield sleeper, _big_log()
     finally:
         end(sleeper)
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(sollama, host, stale):
+    sleeper, log = stale
+    result = sollama("--host", host, "cleanup", "--dry-run", "--no-orphans")
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.stdout and "server.json" in result.stdout and "ollama.log" in result.stdout
+    assert "no server answers" in result.stdout
+    assert pf.pidfile_path().exists() and log.stat().st_size == 5000 and sleeper.poll() is None
+    data = json.loads(sollama("--host", host, "cleanup", "--dry-run", "--no-orphans", "--json").stdout)
+    steps = {s["name"]: s for s in data["plan"]["steps"]}
+    assert steps["stale-files"]["skipped"] is None and steps["stale-files"]["count"] == 1
+    assert steps["rotate-logs"]["skipped"] is None and steps["unload"]["skipped"]
+    assert "details" not in steps["rotate-logs"] and data["report"] is None
 
 
 def test_non_tty_without_yes_refuses_with_exit_2(sollama, host):
@@ -59,25 +66,19 @@ def test_non_tty_without_yes_refuses_with_exit_2(sollama, host):
     assert "--yes" in result.stderr and pf.pidfile_path().exists()
 
 
-def test_yes_removes_stale_pidfile_and_rotates_logs_without_signalling(sollama, host, monkeypatch):
-    monkeypatch.setenv("SOLLAMA_LOGGING_MAX_LOG_BYTES", "1024")
-    sleeper = spawn_sleep()
-    try:
-        write_pidfile_text(f"{sleeper.pid}\n")
-        log = _big_log()
-        for n, size in ((1, 100), (2, 200), (3, 700)):
-            log.with_name(f"ollama.log.{n}").write_text("y" * size)
-        result = sollama("--host", host, "cleanup", "--yes", "--no-orphans")
-        assert result.exit_code == 0, result.output
-        assert "stale-files: removed" in result.stdout and "rotate-logs: rotated 1 log(s)" in result.stdout
-        assert "700 B" in result.stdout  # the oldest rotated copy was dropped
-        assert not pf.pidfile_path().exists() and sleeper.poll() is None
-        assert log.stat().st_size == 0 and log.with_name("ollama.log.1").stat().st_size == 5000
-        assert [log.with_name(f"ollama.log.{n}").stat().st_size for n in (2, 3)] == [100, 200]
-        again = sollama("--host", host, "cleanup", "--yes", "--no-orphans")
-        assert again.exit_code == 0 and "nothing to clean up" in again.stdout
-    finally:
-        end(sleeper)
+def test_yes_removes_stale_pidfile_and_rotates_logs_without_signalling(sollama, host, stale):
+    sleeper, log = stale
+    for n, size in ((1, 100), (2, 200), (3, 700)):
+        log.with_name(f"ollama.log.{n}").write_text("y" * size)
+    result = sollama("--host", host, "cleanup", "--yes", "--no-orphans")
+    assert result.exit_code == 0, result.output
+    assert "stale-files: removed" in result.stdout and "rotate-logs: rotated 1 log(s)" in result.stdout
+    assert "700 B" in result.stdout  # the oldest rotated copy was dropped
+    assert not pf.pidfile_path().exists() and sleeper.poll() is None
+    assert log.stat().st_size == 0 and log.with_name("ollama.log.1").stat().st_size == 5000
+    assert [log.with_name(f"ollama.log.{n}").stat().st_size for n in (2, 3)] == [100, 200]
+    again = sollama("--host", host, "cleanup", "--yes", "--no-orphans")
+    assert again.exit_code == 0 and "nothing to clean up" in again.stdout
 
 
 def test_lock_file_no_one_holds_is_removed(sollama, host):

@@ -4,7 +4,6 @@ with --debug; --version and -h everywhere."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import typer
 from ollama_ops import __version__
 from ollama_ops.cli.app import app
 from tests.conftest import ROOT, free_port
+from tests.lifecycle_helpers import interrupt, running, wait_for
 
 
 def _one_line_error(result, code: int) -> str:  # type: ignore[no-untyped-def]
@@ -126,31 +126,16 @@ def _sollama_argv() -> list[str]:
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "ollama_ops"]
 
 
-def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_sigint_exits_130_without_traceback(stub, isolated):
     stub.configure(tokens=8, stall_after=1)
     env = {**os.environ, "SOLLAMA_HOME": str(isolated), "NO_COLOR": "1"}
-    proc = subprocess.Popen([*_sollama_argv(), "--host", stub.host, "generate", "-m", "stub-model",
-                             "--timeout", "60", "tell me a story"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
-        assert _wait_for(lambda: any(p == "/api/generate" for _, p, _ in stub.requests), 20), "no request arrived"
+    with running([*_sollama_argv(), "--host", stub.host, "generate", "-m", "stub-model", "--timeout", "60",
+                  "tell me a story"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 stdin=subprocess.DEVNULL) as proc:
+        assert wait_for(lambda: any(p == "/api/generate" for _, p, _ in stub.requests), 20), "no request arrived"
         time.sleep(0.3)  # let the first chunk arrive and the client block on the stall
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        stdout, stderr = interrupt(proc, 15)
     err = stderr.decode()
     assert proc.returncode == 130, err
     assert "Traceback" not in err

@@ -206,22 +206,15 @@ def test_schema_doc_lists_every_top_level_field():
 
 def test_watch_stops_quietly_on_ctrl_c(stub):
     """The real entry point in a subprocess: SIGINT ends a watch with exit 0 and no traceback."""
-    import signal
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "ollama_ops", "--host", stub.host, "status", "--watch",
-                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and sum(1 for _, path, _ in stub.requests if path == "/api/ps") < 2:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    from tests.lifecycle_helpers import interrupt, running, wait_for
+
+    with running([sys.executable, "-m", "ollama_ops", "--host", stub.host, "status", "--watch", "--interval", "0.2"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        wait_for(lambda: sum(1 for _, path, _ in stub.requests if path == "/api/ps") >= 2, 20)
+        out, err = interrupt(proc, 10)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "healthy" in out
 
