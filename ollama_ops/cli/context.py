@@ -62,8 +62,10 @@ def app_context(ctx: typer.Context) -> AppContext:
 JsonOption = typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
 
 
-def use(ctx: typer.Context, *, json: bool = False) -> AppContext:
-    """The AppContext, with a command-level `--json` folded into the global one."""
+def use(ctx: typer.Context, *, json: bool = False, host: str | None = None) -> AppContext:
+    """The AppContext, with a command-level `--json` and `--host` folded into the global ones."""
     obj = app_context(ctx)
     obj.json = obj.json or json
+    if host and host != obj.host:
+        obj.host, obj._settings = host, None  # settings are resolved again with this address
     return obj

@@ -36,14 +36,6 @@ def register(root: typer.Typer) -> None:
     root.add_typer(service_app, name="service")
 
 
-def _context(ctx: typer.Context, host: str | None, json: bool = False) -> AppContext:
-    obj = use(ctx, json=json)
-    if host:
-        obj.host = host
-        obj._settings = None
-    return obj
-
-
 def _spinner(obj: AppContext) -> Any:
     def spinner(message: str) -> AbstractContextManager[Any]:
         return obj.err.status(message) if obj.err.is_terminal and not obj.json else nullcontext()
@@ -93,7 +85,7 @@ def start(
     from ollama_ops.services.lifecycle import dry_run as plan_only
     from ollama_ops.services.lifecycle import run_foreground
 
-    obj = _context(ctx, host, json)
+    obj = use(ctx, json=json, host=host)
     plan = _plan(obj, binary, env, enforce)
     if dry_run:
         result = plan_only(plan)
@@ -141,7 +133,7 @@ def restart(
     from ollama_ops.render.server import render_notes, render_restart
     from ollama_ops.services.lifecycle import RestartResult, stop_server
 
-    obj = _context(ctx, host, json)
+    obj = use(ctx, json=json, host=host)
     plan = _plan(obj, binary, env, enforce)
     stopped = stop_server(obj.settings, timeout=timeout)
     result = RestartResult(stopped, _start(obj, plan, start_timeout))
