@@ -123,12 +123,11 @@ def _tree_rss(proc: Any) -> int:
     return total
 
 
-def _plan_stop(stop: bool) -> CleanupStep:
+def _plan_stop(stop: bool, record: pf.PidRecord | None) -> CleanupStep:
     step = CleanupStep("stop", "stop the daemon sollama started")
     if not stop:
         step.skipped = "not asked (--stop)"
         return step
-    record = pf.read_pidfile()
     proc = pf.verify(record)
     if proc is None or record is None:
         step.skipped = "no daemon started by sollama is running"
@@ -139,9 +138,8 @@ def _plan_stop(stop: bool) -> CleanupStep:
     return step
 
 
-def _plan_stale_files(stopping: bool) -> CleanupStep:
+def _plan_stale_files(stopping: bool, record: pf.PidRecord | None) -> CleanupStep:
     step = CleanupStep("stale-files", "remove stale pid and lock files")
-    record = pf.read_pidfile()
     running = pf.verify(record) is not None
     files: list[Path] = []
     if record is not None and not running:
@@ -216,9 +214,9 @@ def _plan_prune(older_than: float | None) -> CleanupStep:
     return step
 
 
-def _plan_orphans(settings: Any) -> CleanupStep:
+def _plan_orphans(settings: Any, record: pf.PidRecord | None) -> CleanupStep:
     step = CleanupStep("orphans", "terminate orphaned Ollama runner processes (their server is gone)")
-    binaries = {b for b in (settings.ollama.binary, (pf.read_pidfile() or pf.PidRecord(0)).binary) if b}
+    binaries = {b for b in (settings.ollama.binary, record.binary if record else None) if b}
     orphans = pf.find_orphan_runners(binaries)
     step.details = orphans
     step.targets = [f"pid {o.pid} (parent {o.ppid}, {format_bytes(o.rss)}): {' '.join(o.cmdline)[:100]}"
@@ -233,10 +231,11 @@ def _plan_orphans(settings: Any) -> CleanupStep:
 def plan_cleanup(settings: Any, *, stop: bool = False, older_than: float | None = None, orphans: bool = True,
                  dry_run: bool = False) -> CleanupPlan:
     """What cleanup would do now; changes nothing."""
-    steps = [_plan_unload(settings), _plan_stop(stop), _plan_stale_files(stop),
+    record = pf.read_pidfile()  # one reading for every step, so the steps agree
+    steps = [_plan_unload(settings), _plan_stop(stop, record), _plan_stale_files(stop, record),
              _plan_rotate(settings.logging.max_log_bytes), _plan_prune(older_than)]
     if orphans:
-        steps.append(_plan_orphans(settings))
+        steps.append(_plan_orphans(settings, record))
     else:
         steps.append(CleanupStep("orphans", "terminate orphaned Ollama runner processes", skipped="not asked"))
     return CleanupPlan(steps, dry_run=dry_run)

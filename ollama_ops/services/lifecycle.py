@@ -324,7 +324,8 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         copier.join(timeout=2)
-        if pf.verify(pf.read_pidfile()) is None and (pf.read_pidfile() or pf.PidRecord(0)).pid == server.pid:
+        left = pf.read_pidfile()
+        if left is not None and left.pid == server.pid and pf.verify(left) is None:
             pf.remove_pidfile()
     return 128 - rc if rc < 0 else rc
 
