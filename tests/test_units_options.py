@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_ops.core.options import OPTION_TYPES, coerce_option, parse_option_value, parse_options
+from ollama_ops.core.options import OPTION_BOUNDS, OPTION_TYPES, coerce_option, parse_option_value, parse_options
 from ollama_ops.core.units import format_bytes, format_seconds, parse_duration, parse_reserve, parse_size
 from ollama_ops.errors import UsageError
 
@@ -181,13 +181,25 @@ FLOAT_OPTIONS = sorted(k for k, t in OPTION_TYPES.items() if t is float)
 
 
 @given(st.sampled_from(INT_OPTIONS), st.integers(-(2**63), 2**63 - 1))
-def test_int_options_round_trip(key, n):
-    assert parse_options([f"{key}={n}"]) == {key: n}
+def test_int_options_round_trip_inside_their_bound(key, n):
+    if OPTION_BOUNDS[key].problem(n) is None:
+        assert parse_options([f"{key}={n}"]) == {key: n}
+    else:
+        with pytest.raises(UsageError, match=f"option '{key}' must be at"):
+            parse_options([f"{key}={n}"])
 
 
 @given(st.sampled_from(FLOAT_OPTIONS), st.floats(allow_nan=False, allow_infinity=False))
-def test_float_options_round_trip(key, x):
-    assert parse_options([f"{key}={x!r}"]) == {key: x}
+def test_float_options_round_trip_inside_their_bound(key, x):
+    if OPTION_BOUNDS[key].problem(x) is None:
+        assert parse_options([f"{key}={x!r}"]) == {key: x}
+    else:
+        with pytest.raises(UsageError, match=f"option '{key}' must be at"):
+            parse_options([f"{key}={x!r}"])
+
+
+def test_every_ollama_number_option_has_a_bound():
+    assert set(INT_OPTIONS) | set(FLOAT_OPTIONS) == set(OPTION_BOUNDS)
 
 
 @given(st.text(max_size=20).filter(lambda t: "\x00" not in t))

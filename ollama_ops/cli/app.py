@@ -33,6 +33,12 @@ def _report(message: str) -> None:
     display_error(make_console(stderr=True), message)
 
 
+def _usage_line(exc: click.UsageError) -> str:
+    """Click's message (it names the option and the value) and where to read the usage, on one line."""
+    where = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx is not None else ""
+    return " ".join(f"{exc.format_message()}{where}".split())
+
+
 # Every command of the root, in help order: the module under ollama_ops.cli whose `register(root)` adds it, and
 # the first sentence of its help (its line in `sollama --help`). A command's module is imported and turned into
 # Click commands only when that command is looked up, so `sollama status` builds one command, not forty (about
@@ -78,7 +84,12 @@ def module_commands(module_name: str) -> dict[str, click.Command]:
     module = importlib.import_module(f"ollama_ops.cli.{module_name}")
     staging = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
     module.register(staging)
-    return dict(get_group(staging).commands)
+    commands = dict(get_group(staging).commands)
+    from ollama_ops.cli.params import bound_command
+
+    for name, command in commands.items():
+        bound_command(command, name)  # every numeric option gets its range from core/options.py
+    return commands
 
 
 class SollamaGroup(TyperGroup):
@@ -110,9 +121,20 @@ class SollamaGroup(TyperGroup):
                          help_text=self.help or "", params=self.get_params(ctx),
                          commands=[(name, summary) for name, (_, summary) in COMMANDS.items()], epilog=self.epilog)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # a bad root option: one line, as every other usage error
+            _report(_usage_line(exc))
+            raise click.exceptions.Exit(int(ExitCode.USAGE)) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # bad arguments to a command: one line naming the option, exit 2
+            _report(_usage_line(exc))
+            raise click.exceptions.Exit(int(ExitCode.USAGE)) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except SollamaError as exc:

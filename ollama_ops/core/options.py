@@ -1,13 +1,126 @@
-"""Ollama request options (`--option key=value`), typed by Ollama's own option schema (pure)."""
+"""Ollama request options (`--option key=value`), typed by Ollama's own option schema, and the one table of
+allowed ranges for every numeric option of every command (pure).
+
+`FLAG_BOUNDS` is the single place a numeric command-line flag is given its range: the CLI applies it to every
+INT/FLOAT parameter of every command when the command is built (`ollama_ops.cli.params`), and a test walks all
+commands to check that none is missing. `OPTION_BOUNDS` does the same for Ollama's own options (`-o key=value`),
+and the shortcut flags (`--temperature`, `--max-tokens`, `--num-ctx`, `--seed`) share their option's bound.
+"""
 
 from __future__ import annotations
 
 import difflib
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ollama_ops.errors import UsageError
+
+INT32_MAX = 2**31 - 1
+WEEK_S = 7 * 86400.0  # the longest timeout or wait: beyond it asyncio/httpx timers overflow or nobody waits
+MAX_CONCURRENCY = 4096  # as bench.concurrency in the config
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of one number: low..high, `low` excluded when `above` (e.g. a timeout > 0)."""
+
+    low: float
+    high: float
+    above: bool = False
+    why: str = ""  # said with the upper limit, e.g. "the config's cap"
+
+    def problem(self, value: float) -> str | None:
+        """None when `value` is allowed, else what is wrong with it (for a one-line message)."""
+        if isinstance(value, float) and math.isnan(value):
+            return "must be a finite number, got nan"
+        if isinstance(value, float) and math.isinf(value):
+            return f"must be a finite number, got {value}"
+        if self.above and not value > self.low:
+            return f"must be greater than {self.low:g}, got {value:g}"
+        if value < self.low:
+            return f"must be at least {self.low:g}, got {value:g}"
+        if value > self.high:
+            reason = f" ({self.why})" if self.why else ""
+            return f"must be at most {self.high:g}{reason}, got {value:.6g}"
+        return None
+
+
+def _timeout(low: float = 0.0, *, above: bool = True) -> Bound:
+    return Bound(low, WEEK_S, above=above, why="a week")
+
+
+# Ollama's options (api.Options/api.Runner). Counts are int32 in the runner; num_predict must bound the
+# generation (Ollama reads 0 and negative values as "no limit"), so sollama asks for at least one token.
+OPTION_BOUNDS: dict[str, Bound] = {
+    "num_keep": Bound(-1, INT32_MAX), "seed": Bound(-1, 2**32 - 1), "num_predict": Bound(1, INT32_MAX),
+    "top_k": Bound(0, INT32_MAX), "top_p": Bound(0, 1), "min_p": Bound(0, 1), "typical_p": Bound(0, 1),
+    "repeat_last_n": Bound(-1, INT32_MAX), "temperature": Bound(0, 100), "repeat_penalty": Bound(0, 100),
+    "presence_penalty": Bound(-100, 100), "frequency_penalty": Bound(-100, 100),
+    "num_ctx": Bound(4, 2**24, why="16M tokens"), "num_batch": Bound(1, INT32_MAX), "num_gpu": Bound(-1, INT32_MAX),
+    "main_gpu": Bound(0, INT32_MAX), "num_thread": Bound(0, 65536),
+}
+
+# Every numeric flag of every command: "--flag" for all commands, "command --flag" where one command differs.
+# Durations given as text (--keep-alive, --duration, --older-than, --since) are checked by DURATION_FLAGS.
+FLAG_BOUNDS: dict[str, Bound] = {
+    "--temperature": OPTION_BOUNDS["temperature"],
+    "--seed": OPTION_BOUNDS["seed"],
+    "--num-ctx": OPTION_BOUNDS["num_ctx"],
+    "--max-tokens": OPTION_BOUNDS["num_predict"],
+    "--timeout": _timeout(0.01, above=False),  # generate, chat, bench: as generate.timeout / bench.timeout
+    "start --timeout": _timeout(0.1, above=False),  # as server.start_timeout
+    "stop --timeout": _timeout(0, above=False),  # grace before SIGKILL; 0 = at once
+    "restart --timeout": _timeout(0, above=False),
+    "cleanup --timeout": _timeout(0, above=False),
+    "restart --start-timeout": _timeout(0.1, above=False),
+    "status --deep-timeout": _timeout(0.1, above=False),
+    "status --wait": _timeout(0, above=False),
+    "status --interval": _timeout(0.2, above=False),
+    "status --count": Bound(1, INT32_MAX),
+    "logs --lines": Bound(0, 10**7),
+    "memory --parallel": Bound(1, 2**20),  # a what-if may ask for more than fits; it says "FITS: no"
+    "bench --concurrency": Bound(1, MAX_CONCURRENCY, why="as bench.concurrency"),
+    "bench --max-concurrency": Bound(1, MAX_CONCURRENCY, why="as bench.concurrency"),
+    "bench --sweep-max": Bound(1, MAX_CONCURRENCY, why="as bench.concurrency"),
+    "bench --rate": Bound(0, 100_000, above=True),
+    "bench --requests": Bound(1, 10**7),
+    "bench --warmup": Bound(0, 10**6),
+    "bench --seed": Bound(0, 2**63 - 1),
+    "report --last": Bound(0, INT32_MAX),
+    "report --threshold": Bound(0, 1000, why="as report.threshold"),
+}
+
+# Durations written as text: the bound in seconds, and whether days ("7d") are allowed (Go durations have none,
+# so a keep-alive sent to Ollama must not use them).
+DURATION_FLAGS: dict[str, tuple[Bound, bool]] = {
+    "--keep-alive": (Bound(-(2**62) / 1e9, (2**62) / 1e9, why="Ollama's duration range"), False),
+    "bench --duration": (Bound(0, WEEK_S, above=True, why="a week"), False),
+    "cleanup --older-than": (Bound(0, 100 * 365 * 86400.0, why="a century"), True),
+    "report --since": (Bound(0, 100 * 365 * 86400.0, why="a century"), True),
+}
+
+
+def bound_for(command: str, flag: str) -> Bound | None:
+    """The range of numeric `flag` of `command` (e.g. "stop", "--timeout"), or None when the table lacks it."""
+    return FLAG_BOUNDS.get(f"{command} {flag}") or FLAG_BOUNDS.get(flag)
+
+
+def duration_for(command: str, flag: str) -> tuple[Bound, bool] | None:
+    """The range (seconds) of duration `flag` of `command` and whether it takes days, or None."""
+    return DURATION_FLAGS.get(f"{command} {flag}") or DURATION_FLAGS.get(flag)
+
+
+def check_duration(text: str, bound: Bound, *, days: bool) -> str | None:
+    """None when `text` is a duration within `bound`, else what is wrong with it."""
+    from ollama_ops.core.units import parse_duration, parse_window
+
+    try:
+        seconds = parse_window(text) if days else parse_duration(text)
+    except ValueError as exc:
+        return str(exc)
+    return bound.problem(seconds)
 
 # api.Options / api.Runner in Ollama: the type of each option the server accepts.
 OPTION_TYPES: dict[str, type] = {
@@ -50,13 +163,19 @@ def coerce_option(key: str, value: Any) -> Any:
             return value
     elif expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _bounded(key, value)
     elif expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise UsageError(f"option '{key}' must be a finite number, got {value!r}")
-            return float(value)
+            return _bounded(key, float(value))
     raise UsageError(f"option '{key}' must be {expected.__name__}, got {value!r}")
+
+
+def _bounded(key: str, value: Any) -> Any:
+    bound = OPTION_BOUNDS.get(key)
+    problem = bound.problem(value) if bound else None
+    if problem:
+        raise UsageError(f"option '{key}' {problem}")
+    return value
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:

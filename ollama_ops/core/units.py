@@ -66,6 +66,22 @@ def parse_duration(value: str | int | float) -> float:
     return seconds
 
 
+def parse_window(value: str) -> float:
+    """Seconds from an age or window: a Go duration, or days/weeks ('30d', '2w', '1.5d'). Raises ValueError,
+    also for nan and infinities."""
+    text = value.strip().lower()
+    scale = {"d": 86400.0, "w": 604800.0}.get(text[-1:]) if text else None
+    if scale is None:
+        return parse_duration(text)
+    try:
+        seconds = float(text[:-1]) * scale
+    except ValueError:
+        raise ValueError(f"is not a duration like '30d', '2w' or '12h': {value!r:.40}") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"is not a finite duration: {value!r:.40}")
+    return seconds
+
+
 def _seconds(text: str, value: object) -> float:
     try:
         return float(text)
