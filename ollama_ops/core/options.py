@@ -9,7 +9,6 @@ and the shortcut flags (`--temperature`, `--max-tokens`, `--num-ctx`, `--seed`) 
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -152,6 +151,8 @@ def parse_option_value(raw: str) -> Any:
 def coerce_option(key: str, value: Any) -> Any:
     """Check `value` against the option's type; raise UsageError naming the option otherwise."""
     if key not in OPTION_TYPES:
+        import difflib
+
         close = difflib.get_close_matches(key, list(OPTION_TYPES), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown option '{key}'{hint}")
