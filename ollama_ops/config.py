@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ollama_ops import paths
-from ollama_ops.errors import ConfigError
+from ollama_ops.errors import ConfigError, UsageError
 
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
@@ -30,7 +30,7 @@ def _rule(**kw: Any) -> Any:
 
 @dataclass
 class ServerSettings:
-    host: str = _rule(nonempty=True)
+    host: str = _rule(address=True)
     models_dir: str | None = _rule()
     keep_alive: str | int | None = _rule()
     num_parallel: int | None = _rule(min=1)
@@ -208,6 +208,8 @@ def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: 
         raise ConfigError(f"{origin}: {path} must be {_type_name(tp)}, got {value!r:.60}")
     if norm is None:
         return norm
+    if rules.get("address"):
+        _check_address(path, norm, origin)
     if "choices" in rules and norm not in rules["choices"]:
         raise ConfigError(f"{origin}: {path} must be one of {', '.join(rules['choices'])}, got {norm!r:.60}")
     if rules.get("nonempty") and isinstance(norm, str) and not norm.strip():
@@ -229,6 +231,24 @@ def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: 
         except ValueError as exc:
             raise ConfigError(f"{origin}: memory.reserve {exc}") from exc
     return norm
+
+
+def _check_address(path: str, value: str, origin: str) -> None:
+    """A server address must parse strictly (core.hosts.check_host): a typo must never fall back to the default
+    daemon. From the command line or the environment that is a usage error (exit 2), in a file a config error."""
+    from ollama_ops.core.hosts import HostError, check_host
+
+    try:
+        check_host(value)
+    except HostError as exc:
+        if origin == "command line":
+            raise UsageError(f"invalid --host {value!r:.80}: {exc}") from None
+        if origin.startswith("environment variable "):
+            raise UsageError(f"invalid {origin.removeprefix('environment variable ')}={value!r:.80}: {exc}") \
+                from None
+        if not value.strip():
+            raise ConfigError(f"{origin}: {path} must not be empty") from None
+        raise ConfigError(f"{origin}: {path} {value!r:.80} is not a valid address: {exc}") from None
 
 
 def _nearest(name: str, options: list[str]) -> str:
@@ -283,6 +303,8 @@ def env_overrides(environ: typing.Mapping[str, str]) -> tuple[dict[str, dict[str
             names = [f"SOLLAMA_{section.upper()}_{key.upper()}"]
             names = [n for n in ENV_ALIASES.get(dotted, []) if n not in names] + names
             for var in names:
+                if dotted == "server.host" and var in environ and not environ[var].strip():
+                    continue  # an empty OLLAMA_HOST= means unset, as Ollama reads it
                 if var in environ:
                     data.setdefault(section, {})[key] = _coerce_env(environ[var], tp)
                     sources[dotted] = f"env:{var}"
@@ -327,8 +349,12 @@ def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[s
         raise ConfigError(f"config file not found: {path}", hint="create one with `sollama config init`")
 
     env_data, env_sources = env_overrides(environ)
+    overridden = {k for k, v in (flags or {}).items() if v is not None}
     for section, body in env_data.items():  # one at a time, so an error names the variable
-        for key, value in body.items():
+        for key, value in list(body.items()):
+            if f"{section}.{key}" in overridden:  # the flag wins; the variable is not used
+                del body[key]
+                continue
             origin = f"environment variable {env_sources[f'{section}.{key}'].removeprefix('env:')}"
             validate_mapping({section: {key: value}}, origin)
     _merge(merged, validate_mapping(env_data, "environment"), sources, env_sources)

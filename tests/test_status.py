@@ -167,6 +167,13 @@ def test_status_shows_the_last_error_lines_of_the_daemon_log(sollama, stub, isol
     lines += ['time=2025-01-01T00:00:06Z level=ERROR msg="llama runner terminated" error="signal: killed"',
               'time=2025-01-01T00:00:07Z level=INFO msg="after"']
     (logs / "ollama.log").write_text("\n".join(lines) + "\n")
+    # no pid record: sollama does not manage the daemon at this address, so the log is not its log
+    doc = json.loads(sollama("--host", stub.host, "status", "--json").stdout)
+    assert doc["log"] == {"files": [], "errors": []}
+    # the record of the daemon sollama started here (gone now): its log is shown
+    (isolated / "state" / "server.json").write_text(json.dumps({
+        "pid": 0, "create_time": 1.0, "cmdline": ["ollama", "serve"], "host": stub.host,
+        "base_url": f"http://{stub.host}", "log": str(logs / "ollama.log")}))
     doc = json.loads(sollama("--host", stub.host, "status", "--json").stdout)
     assert doc["log"]["errors"] == [lines[5]]
     assert doc["log"]["files"] == [str(logs / "ollama.log")]

@@ -100,18 +100,22 @@ def start(
 
 def stop(
     ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", "-H", metavar="ADDR",
+                                             help="Stop only the daemon at this address (same as the global "
+                                                  "--host).")] = None,
     timeout: Annotated[float, StopTimeoutOption] = 10.0,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process verified by pid,
-    creation time and command line is signalled. A stale pid file is removed; nothing running exits 0.
+    creation time and command line is signalled. A stale pid file is removed; nothing running exits 0. With
+    --host (or OLLAMA_HOST, or a configured address) only the daemon at that address is stopped.
 
     Example: [bold]sollama stop --timeout 30[/bold]
     """
     from ollama_ops.render.server import render_notes, render_stop
     from ollama_ops.services.lifecycle import stop_server
 
-    obj = use(ctx, json=json)
+    obj = use(ctx, json=json, host=host)
     result = stop_server(obj.settings, timeout=timeout)
     render_notes(obj.err, result.notes)
     obj.emit(result, render_stop)
@@ -129,15 +133,20 @@ def restart(
     enforce: Annotated[bool | None, EnforceOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Stop the daemon (as `stop`), then start it again with the same settings (as `start`)."""
-    from ollama_ops.render.server import render_notes, render_restart
-    from ollama_ops.services.lifecycle import RestartResult, stop_server
+    """Stop the daemon (as `stop`), then start it again with the same settings (as `start`); with --host, only the
+    daemon at that address."""
+    from ollama_ops.render.server import render_log_tail, render_notes, render_restart
+    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut, restart_server
 
     obj = use(ctx, json=json, host=host)
     plan = _plan(obj, binary, env, enforce)
-    stopped = stop_server(obj.settings, timeout=timeout)
-    result = RestartResult(stopped, _start(obj, plan, start_timeout))
-    render_notes(obj.err, stopped.notes + result.start.notes, result.start.warnings)
+    try:
+        result = restart_server(obj.settings, plan, timeout=timeout, start_timeout=start_timeout,
+                                spinner=_spinner(obj))
+    except (DaemonDiedAtStart, StartTimedOut) as exc:
+        render_log_tail(obj.err, exc.log_tail, f"last lines of {plan.log}")
+        raise
+    render_notes(obj.err, result.stop.notes + result.start.notes, result.start.warnings)
     obj.emit(result, render_restart)
 
 

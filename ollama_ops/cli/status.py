@@ -21,8 +21,12 @@ def _exit_for(report: StatusReport) -> None:
     from ollama_ops.errors import ServerUnreachable, Unhealthy
 
     if not report.reachable:
-        alive = f"; {report.process.name} pid {report.process.pid} holds the port but does not answer" \
-            if report.process else ""
+        alive = ""
+        if report.process is not None and report.process.holds_port:
+            alive = f"; {report.process.name} pid {report.process.pid} holds the port but does not answer"
+        elif report.process is not None:
+            alive = (f"; the daemon sollama started ({report.process.name} pid {report.process.pid}) runs but does "
+                     f"not listen on the port")
         raise ServerUnreachable(f"{report.error}{alive}",
                                 hint="start it with `sollama start` or check --host")
     if not report.healthy:

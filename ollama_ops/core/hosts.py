@@ -3,6 +3,10 @@
 Ollama reads OLLAMA_HOST as `[scheme://]host[:port][/path]`: the scheme defaults to http, the port to 11434
 without a scheme (80/443 with http/https), a bare IP or name gets the default port, an unparsable port falls
 back to the default, and an empty host (":8080") means all interfaces for the server.
+
+`parse_host` is that lenient reading (what the daemon itself will do with a value); `check_host` is the strict
+one sollama applies to every address a person gives it: where Ollama would quietly fall back to the default
+address (a port out of range, a stray colon), a typo would reach the shared daemon, so it is refused instead.
 """
 
 from __future__ import annotations
@@ -149,3 +153,75 @@ def parse_host(value: str | None) -> HostAddress:
     if port_num is None or not 0 <= port_num <= 65535:
         port_num = int(default_port)
     return HostAddress(scheme=scheme, host=host, port=port_num, path=path)
+
+
+class HostError(ValueError):
+    """An address that `check_host` refuses; the message says what is wrong with it."""
+
+
+_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)", re.ASCII)
+_SCHEMES = ("http", "https")
+
+
+def _check_name(host: str) -> None:
+    """A DNS name (RFC 1123 labels, '_' allowed) that is not a malformed IPv4 address."""
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+        raise HostError(f"{host!r} is neither an IP address nor a host name")
+    if all(label.isdigit() for label in labels):
+        raise HostError(f"{host!r} is not a valid IPv4 address")
+
+
+def _check_port(port: str) -> int:
+    if port == "":
+        raise HostError("the port after ':' is missing")
+    if not port.isascii() or not port.isdigit():
+        raise HostError(f"port {port!r} is not a number from 1 to 65535")
+    number = int(port[-7:]) if len(port.lstrip("0")) <= 6 else 10**7
+    if not 1 <= number <= 65535:
+        raise HostError(f"port {port} is out of range (1-65535)")
+    return number
+
+
+def check_host(value: str | None) -> HostAddress:
+    """The address `value` names, or HostError: like `parse_host`, but nothing is silently replaced by a default.
+    Refused: an empty value, a scheme other than http/https, a port that is missing, not a number or outside
+    1-65535, stray colons or brackets, an IPv6 zone, a host that is neither an IP address nor a DNS name, and
+    whitespace or control characters anywhere."""
+    text = (value or "").strip(_GO_SPACE).strip("\"'").strip(_GO_SPACE)
+    if not text:
+        raise HostError("the address is empty")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise HostError("it contains whitespace or control characters")
+    scheme, sep, hostport = text.partition("://")
+    if not sep:
+        scheme, hostport = "http", text
+    elif scheme not in _SCHEMES:
+        raise HostError(f"scheme {scheme!r} is not http or https")
+    if text == "ollama.com":
+        return parse_host(text)
+    hostport, _, path = hostport.partition("/")
+    split = _split_host_port(hostport)
+    if split is None:
+        if ":" not in hostport:  # a bare name or IPv4 address: the default port
+            port = None
+            host = hostport
+        else:  # only a bare or bracketed IPv6 address may contain colons without a port
+            inner = hostport[1:-1] if hostport.startswith("[") and hostport.endswith("]") else hostport
+            if _parse_ip(inner) is None or ":" not in inner:
+                raise HostError(f"{hostport!r} is not host:port, an IPv6 address or [IPv6]:port")
+            port, host = None, inner
+    else:
+        host, port_text = split
+        port = _check_port(port_text)
+    if "%" in host:
+        raise HostError(f"{host!r}: IPv6 zones are not supported")
+    if host and _parse_ip(host) is None:
+        _check_name(host)
+    if not hostport:
+        raise HostError("there is no host or port after the scheme")
+    lenient = parse_host(text)
+    if port is not None and lenient.port != port:  # cannot happen for a checked port; a guard all the same
+        raise HostError(f"port {port} would not be used as given")
+    return lenient

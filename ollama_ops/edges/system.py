@@ -73,6 +73,25 @@ def listener_on(port: int) -> ProcInfo | None:
     return None
 
 
+def tree_listens_on(pid: int, port: int) -> bool:
+    """Whether `pid` or one of its children listens on TCP `port` (reads only their own sockets)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            return True
+    return False
+
+
 def _proc_info(pid: int, address: str = "") -> ProcInfo:
     import psutil
 

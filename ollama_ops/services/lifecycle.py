@@ -192,7 +192,7 @@ def _preflight(addr: HostAddress, client: Any, notes: list[str]) -> tuple[StartR
     if record is not None and proc is None:
         pf.remove_pidfile()
         notes.append(f"removed a stale pid file ({pf.why_stale(record)}); nothing was signalled")
-    if proc is not None and record is not None and parse_host(record.host).port != addr.port:
+    if proc is not None and record is not None and not serves_at(record, addr):
         raise ProcessError(f"the daemon sollama started already runs at {record.base_url} (pid {record.pid})",
                            hint="stop it first (`sollama stop`) or use that address")
     state = probe(client)
@@ -360,20 +360,39 @@ def _tee(stream: Any, log: Path, echo: BinaryIO | None) -> None:
 
 # -- stop / restart ---------------------------------------------------------------------------------------------
 
+def serves_at(record: pf.PidRecord, addr: HostAddress) -> bool:
+    """Whether the daemon a pid record describes listens at `addr` (same port, and `addr` is this machine)."""
+    return bool(record.host) and addr.is_local and parse_host(record.host).port == addr.port
+
+
+def _address_chosen(settings: Any) -> bool:
+    """True when the address came from --host, the environment or a config file (not the built-in default)."""
+    return settings.sources.get("server.host", "default") != "default"
+
+
+def _foreign_note(addr: HostAddress) -> list[str]:
+    with quick_client(addr.base_url, timeout=1.0) as client:
+        if probe(client) != "ollama":
+            return []
+    pid = _listener_pid(addr.port) if addr.is_local else None
+    return [f"an Ollama answers at {addr.base_url}" + (f" (pid {pid})" if pid else "")
+            + " but sollama did not start it; left it alone"]
+
+
 def stop_server(settings: Any, *, timeout: float = 10.0) -> StopResult:
     """SIGTERM the verified daemon, wait up to `timeout`, then SIGKILL. A stale pid file is removed and
-    nothing is signalled; no pid file at all is not an error."""
-    notes: list[str] = []
+    nothing is signalled; no pid file at all is not an error. When an address was chosen (--host, environment,
+    config), only the daemon at that address is stopped: the one sollama started elsewhere is left alone."""
+    addr = parse_host(settings.server.host)
     with pf.server_lock(max(timeout, settings.server.start_timeout) + LOCK_GRACE):
         record = pf.read_pidfile()
         if record is None:
-            addr = parse_host(settings.server.host)
-            with quick_client(addr.base_url, timeout=1.0) as client:
-                if probe(client) == "ollama":
-                    pid = _listener_pid(addr.port) if addr.is_local else None
-                    notes.append(f"an Ollama answers at {addr.base_url}" + (f" (pid {pid})" if pid else "")
-                                 + " but sollama did not start it; left it alone")
-            return StopResult("not-running", notes=notes)
+            return StopResult("not-running", notes=_foreign_note(addr))
+        if _address_chosen(settings) and record.host and not serves_at(record, addr) \
+                and pf.verify(record) is not None:
+            return StopResult("not-running", notes=[
+                f"the daemon sollama started runs at {record.base_url} (pid {record.pid}), not at "
+                f"{addr.base_url}; left it alone", *_foreign_note(addr)])
         proc = pf.verify(record)
         if proc is None:
             pf.remove_pidfile()
@@ -382,8 +401,7 @@ def stop_server(settings: Any, *, timeout: float = 10.0) -> StopResult:
         started = time.monotonic()
         how = pf.ServerProcess(proc).stop(timeout)
         pf.remove_pidfile()
-    return StopResult("stopped", pid=record.pid, how=how, waited_s=round(time.monotonic() - started, 3),
-                      notes=notes)
+    return StopResult("stopped", pid=record.pid, how=how, waited_s=round(time.monotonic() - started, 3))
 
 
 def restart_server(settings: Any, plan: LaunchPlan, *, timeout: float = 10.0, start_timeout: float | None = None,

@@ -38,6 +38,7 @@ class ProcessStatus:
     started_by: str  # the pid file's started_by, else "not started by sollama"
     started_at: str | None = None
     log: str | None = None
+    holds_port: bool = False  # the process (or one of its children) listens on the address's port
 
 
 @dataclass
@@ -145,16 +146,15 @@ def loaded_models(ps: list[dict[str, Any]], now: datetime) -> list[LoadedModel]:
 
 
 def _pid_record(address: HostAddress) -> tuple[Any, Any]:
-    """(record, verified psutil process) of the pid file when it is about this address, else (record, None)."""
+    """(record, verified psutil process) of the pid file when it is about this address (sollama manages the
+    daemon there), else (None, None)."""
     try:
         from ollama_ops.edges import process
     except ModuleNotFoundError:
         return None, None
     record = process.read_pidfile()
-    if record is None:
+    if record is None or not record.host or parse_host(record.host).port != address.port:
         return None, None
-    if record.host and parse_host(record.host).port != address.port:
-        return record, None
     return record, process.verify(record)
 
 
@@ -164,16 +164,18 @@ def _process_status(address: HostAddress, sample_s: float) -> tuple[ProcessStatu
     record, proc = _pid_record(address)
     if proc is not None:
         pid, source = proc.pid, "pidfile"
+        holds_port = system.tree_listens_on(pid, address.port)
     else:
         listener = system.listener_on(address.port)
         if listener is None or listener.pid is None:
             return None, record
-        pid, source = listener.pid, "listener"
+        pid, source, holds_port = listener.pid, "listener", True
     stats = system.process_tree_stats(pid, sample_s)
     if stats is None:
         return None, record
     mine = source == "pidfile"
     return ProcessStatus(
+        holds_port=holds_port,
         pid=pid, name=stats.name, uptime_s=round(stats.uptime_s, 1), rss=stats.rss, cpu_percent=stats.cpu_percent,
         children=stats.children, child_rss=stats.child_rss, source=source,
         started_by=(record.started_by or "sollama") if mine else "not started by sollama",
@@ -195,8 +197,11 @@ def _models_dir(pid: int | None, settings: Any) -> Path:
 
 
 def _log_files(record: Any) -> list[Path]:
+    """The log files of the daemon `record` describes; none without a record (sollama does not manage it)."""
+    if record is None:
+        return []
     files: list[Path] = []
-    if record is not None and getattr(record, "log", ""):
+    if getattr(record, "log", ""):
         files.append(Path(record.log))
     try:
         from ollama_ops.edges import process
