@@ -52,13 +52,17 @@ def bench(
                                                           "ttft=500ms,tpot=50ms,e2el=5s.")] = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Name the run (for report/compare).")] = None,
     report: Annotated[bool, typer.Option("--report", help="Add terminal charts.")] = False,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE",
+                                             help="Also write the run (a sweep: all its steps) as one "
+                                                  "self-contained HTML page with charts.")] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Benchmark a model: TTFT, TPOT, ITL, E2EL, throughput and goodput; the run is stored for `sollama report`.
 
     Examples: [bold]sollama bench -m smollm2:135m -c 4 -n 40[/bold] ·
     [bold]sollama bench -m smollm2:135m --rate 2 --duration 30s --slo ttft=500ms[/bold] ·
-    [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold]
+    [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold] ·
+    [bold]sollama bench -m smollm2:135m -n 40 --html bench.html[/bold]
     """
     from ollama_ops.errors import Interrupted, ServerUnreachable
     from ollama_ops.render.bench import BenchProgress, live_enabled, render_bench
@@ -69,6 +73,10 @@ def bench(
                               max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
                               seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
                               timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max)
+    if html is not None:
+        from ollama_ops.services.html_report import check_target
+
+        check_target(html)
     if live_enabled(obj.err):
         with BenchProgress(obj.err) as live:
             result = svc.run_bench(config, on_progress=live.update)
@@ -79,6 +87,13 @@ def bench(
         from ollama_ops.render.charts import bench_charts
 
         bench_charts(obj.out, result)
+    if html is not None:
+        from ollama_ops.cli.html_out import write_report
+        from ollama_ops.edges.store import Store
+        from ollama_ops.services.html_report import run_report
+
+        with Store(config.store_path) as store:
+            write_report(obj, run_report(store, result.run_id), html)
     if result.status == "interrupted":
         raise Interrupted(f"bench interrupted: {result.summary.requests_ok + result.summary.requests_failed} "
                           f"request(s) kept in run #{result.run_id}")

@@ -90,6 +90,9 @@ def report(
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table, md (GitHub job summary) or json.")]
     = Format.table,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Charts when showing one run.")] = True,
+    html: Annotated[str | None, typer.Option("--html", metavar="FILE",
+                                             help="Also write RUN or the comparison as one self-contained HTML "
+                                                  "page with charts (works offline).")] = None,
     usage: Annotated[bool, typer.Option("--usage", help="Summarise generate/chat usage per model.")] = False,
     since: Annotated[str | None, typer.Option("--since", metavar="WINDOW",
                                               help="With --usage: only the last WINDOW (7d, 12h, 30m).")] = None,
@@ -103,7 +106,8 @@ def report(
     Examples: [bold]sollama report 3[/bold] ·
     [bold]sollama report --compare --format md >> "$GITHUB_STEP_SUMMARY"[/bold] ·
     [bold]sollama report --compare label:main label:pr --fail-on-regression[/bold] ·
-    [bold]sollama report --usage --since 7d[/bold] · [bold]sollama report export 3 --csv -o run3.csv[/bold]
+    [bold]sollama report --usage --since 7d[/bold] · [bold]sollama report export 3 --csv -o run3.csv[/bold] ·
+    [bold]sollama report 3 --html run3.html[/bold]
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -112,6 +116,8 @@ def report(
 
     obj = use(ctx, json=json or fmt is Format.json)
     args = list(selectors or [])
+    if html is not None and (usage or not (compare or args)):
+        raise UsageError("--html needs a run to show or --compare")
     if usage:
         if compare or args:
             raise UsageError("--usage takes no run selectors and no --compare")
@@ -121,12 +127,13 @@ def report(
         if len(args) > 2:
             raise UsageError("--compare takes at most BASE and CANDIDATE")
         with Store() as store:
-            _compare(obj, store, fmt, args, threshold=threshold, fail=fail_on_regression, label=label, model=model)
+            _compare(obj, store, fmt, args, threshold=threshold, fail=fail_on_regression, label=label, model=model,
+                     html=html)
     elif len(args) > 1:
         raise UsageError("give one run to show, or --compare BASE CANDIDATE")
     elif args:
         with Store() as store:
-            _show(obj, store, fmt, _run_id(args[0]), charts=charts)
+            _show(obj, store, fmt, _run_id(args[0]), charts=charts, html=html)
     else:
         from ollama_ops.render.report import render_run_list, run_list_markdown
         from ollama_ops.services.report import list_runs
@@ -144,7 +151,7 @@ def _run_id(text: str) -> int:
     return int(text.lstrip("#"))
 
 
-def _show(obj: AppContext, store: Any, fmt: Format, run_id: int, *, charts: bool) -> None:
+def _show(obj: AppContext, store: Any, fmt: Format, run_id: int, *, charts: bool, html: str | None) -> None:
     from ollama_ops.render.report import render_run_detail, run_detail_markdown
     from ollama_ops.services.report import show_run
 
@@ -154,10 +161,15 @@ def _show(obj: AppContext, store: Any, fmt: Format, run_id: int, *, charts: bool
         from ollama_ops.render.charts import run_charts
 
         run_charts(obj.out, data)
+    if html is not None:
+        from ollama_ops.cli.html_out import write_report
+        from ollama_ops.services.html_report import run_report
+
+        write_report(obj, run_report(store, run_id), html)
 
 
 def _compare(obj: AppContext, store: Any, fmt: Format, args: list[str], *, threshold: float | None, fail: bool,
-             label: str | None, model: str | None) -> None:
+             label: str | None, model: str | None, html: str | None) -> None:
     from ollama_ops.errors import RegressionDetected
     from ollama_ops.render.report import comparison_markdown, render_comparison
     from ollama_ops.services.compare import compare
@@ -166,6 +178,11 @@ def _compare(obj: AppContext, store: Any, fmt: Format, args: list[str], *, thres
     data = compare(store, *args, threshold_pct=settings.threshold if threshold is None else threshold,
                    gated_metrics=settings.gated_metrics, label=label, model=model)
     _emit(obj, fmt, data, render_comparison, comparison_markdown)
+    if html is not None:
+        from ollama_ops.cli.html_out import write_report
+        from ollama_ops.services.html_report import compare_report
+
+        write_report(obj, compare_report(data), html)
     if fail and data.regressed:
         worst = ", ".join(f"{m.key} {m.change.point_pct:+.1f}%" for m in data.metrics
                           if m.key in data.regressed and m.change is not None)
