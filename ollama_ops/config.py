@@ -22,6 +22,7 @@ from ollama_ops import paths
 from ollama_ops.errors import ConfigError, UsageError
 
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+WEEK_S = 7 * 86400.0  # the longest timeout, as for the command-line flags (core/options.py)
 
 
 def _rule(**kw: Any) -> Any:
@@ -32,7 +33,7 @@ def _rule(**kw: Any) -> Any:
 class ServerSettings:
     host: str = _rule(address=True)
     models_dir: str | None = _rule()
-    keep_alive: str | int | None = _rule()
+    keep_alive: str | int | None = _rule(duration=True)
     num_parallel: int | None = _rule(min=1)
     max_loaded_models: int | None = _rule(min=0)
     context_length: int | None = _rule(min=0)
@@ -40,7 +41,7 @@ class ServerSettings:
     flash_attention: bool | None = _rule()
     max_queue: int | None = _rule(min=1)
     no_cloud: bool | None = _rule()
-    start_timeout: float = _rule(min=0.1)
+    start_timeout: float = _rule(min=0.1, max=WEEK_S)
     extra_env: dict[str, str] = _rule()
 
 
@@ -57,17 +58,17 @@ class MemorySettings:
 
 @dataclass
 class ClientSettings:
-    connect_timeout: float = _rule(min=0.01)
-    read_timeout: float = _rule(min=0.01)
+    connect_timeout: float = _rule(min=0.01, max=WEEK_S)
+    read_timeout: float = _rule(min=0.01, max=WEEK_S)
     retries: int = _rule(min=0, max=10)
     breaker_failures: int = _rule(min=1)
-    breaker_cooldown: float = _rule(min=0)
+    breaker_cooldown: float = _rule(min=0, max=WEEK_S)
 
 
 @dataclass
 class GenerateSettings:
-    timeout: float = _rule(min=0.01)
-    keep_alive: str | int | None = _rule()
+    timeout: float = _rule(min=0.01, max=WEEK_S)
+    keep_alive: str | int | None = _rule(duration=True)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class BenchSettings:
     max_tokens: int = _rule(min=1)
     prompts: str = _rule(nonempty=True)
     api: str = _rule(choices=("generate", "chat"))
-    timeout: float = _rule(min=0.01)
+    timeout: float = _rule(min=0.01, max=WEEK_S)
 
 
 @dataclass
@@ -137,24 +138,83 @@ def config_file_path(explicit: str | Path | None = None) -> Path:
     return paths.config_dir() / "config.yaml"
 
 
+Marks = dict[str, tuple[int, int]]  # "section" / "section.key" (the key) and "…=" (its value) → (line, column)
+
+
 def parse_yaml(text: str, origin: str) -> dict[str, Any]:
     """Parse a YAML document into a mapping, or raise ConfigError with file, line and column."""
+    data, _, duplicates = parse_yaml_marked(text, origin)
+    if duplicates:
+        raise ConfigError("; ".join(duplicates))
+    return data
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, origin: str) -> ConfigError:
+    """PyYAML's problem and its context: where the construct that went wrong starts (an unclosed quote's line)
+    comes first, then where the parser noticed."""
+    start, end = exc.context_mark, exc.problem_mark
+    at = (lambda m: f"{origin}:{m.line + 1}:{m.column + 1}")  # noqa: E731
+    problem = exc.problem or "invalid YAML"
+    if start is not None and exc.context and (end is None or (start.line, start.column) != (end.line, end.column)):
+        tail = f" at {at(end)}" if end is not None else ""
+        return ConfigError(f"invalid YAML at {at(start)}: {exc.context}: {problem}{tail}")
+    mark = end or start
+    return ConfigError(f"invalid YAML at {at(mark) if mark else origin}: {problem}")
+
+
+def _walk_marks(node: yaml.Node) -> tuple[Marks, list[tuple[tuple[int, int], str]]]:
+    """Where each section and key (and its value) is written, and the keys written twice, from the node tree."""
+    marks: Marks = {"": _mark(node)}
+    duplicates: list[tuple[tuple[int, int], str]] = []
+
+    def scan(mapping: yaml.MappingNode, prefix: str) -> None:
+        seen: dict[str, int] = {}
+        for key_node, value_node in mapping.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            dotted = f"{prefix}{key_node.value}"
+            if dotted in seen:  # YAML keeps the last one: say so, and point at it from now on
+                duplicates.append((_mark(key_node), f"{dotted} is given twice (first at line {seen[dotted]})"))
+            seen.setdefault(dotted, key_node.start_mark.line + 1)
+            marks[dotted], marks[dotted + "="] = _mark(key_node), _mark(value_node)
+            if not prefix and isinstance(value_node, yaml.MappingNode):
+                scan(value_node, dotted + ".")
+
+    if isinstance(node, yaml.MappingNode):
+        scan(node, "")
+    return marks, duplicates
+
+
+def parse_yaml_marked(text: str, origin: str) -> tuple[dict[str, Any], Marks, list[str]]:
+    """Parse a YAML document into a mapping, the line/column of each section and key, and the keys given twice
+    (as messages); raise ConfigError with file, line and column for a syntax error."""
+    loader = None
     try:
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        marks, duplicates = _walk_marks(node) if node is not None else ({}, [])
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"invalid YAML at {where}: {problem}") from exc
+        raise _syntax_error(exc, origin) from exc
+    except yaml.reader.ReaderError as exc:  # a control character: say where, as for every other problem
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(f"invalid YAML at {origin}:{line}:{column}: character U+{exc.character:04X} is not "
+                          "allowed in YAML") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML in {origin}: {' '.join(str(exc).split())}") from exc
-    except (ValueError, TypeError, RecursionError) as exc:  # odd scalars, deep nesting
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # odd scalars, deep nesting
         raise ConfigError(f"invalid YAML in {origin}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping of sections, got {type(data).__name__}")
-    return data
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(data, (dict, type(None))):
+        raise ConfigError(f"{origin}:1:1: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data or {}, marks, [f"{origin}:{line}:{col}: {what}" for (line, col), what in duplicates]
 
 
 def _type_name(tp: Any) -> str:
@@ -202,34 +262,44 @@ def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
     return False, value
 
 
-def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: str) -> Any:
+class _Problem(Exception):
+    """One thing wrong with one config value; `validate_mapping` gathers them."""
+
+
+def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any]) -> Any:
     ok, norm = _matches(value, tp)
     if not ok:
-        raise ConfigError(f"{origin}: {path} must be {_type_name(tp)}, got {value!r:.60}")
+        raise _Problem(f"{path} must be {_type_name(tp)}, got {value!r:.60}")
     if norm is None:
         return norm
     if rules.get("address"):
         _check_address(path, norm, origin)
     if "choices" in rules and norm not in rules["choices"]:
-        raise ConfigError(f"{origin}: {path} must be one of {', '.join(rules['choices'])}, got {norm!r:.60}")
+        raise _Problem(f"{path} must be one of {', '.join(rules['choices'])}, got {norm!r:.60}")
     if rules.get("nonempty") and isinstance(norm, str) and not norm.strip():
-        raise ConfigError(f"{origin}: {path} must not be empty")
+        raise _Problem(f"{path} must not be empty")
     if isinstance(norm, (int, float)) and not isinstance(norm, bool):
         if norm != norm:  # NaN
-            raise ConfigError(f"{origin}: {path} must be a number, got NaN")
+            raise _Problem(f"{path} must be a number, got NaN")
         if not math.isfinite(norm):
-            raise ConfigError(f"{origin}: {path} must be a finite number, got {norm}")
+            raise _Problem(f"{path} must be a finite number, got {norm}")
         if "min" in rules and norm < rules["min"]:
-            raise ConfigError(f"{origin}: {path} must be >= {rules['min']}, got {norm}")
+            raise _Problem(f"{path} must be >= {rules['min']}, got {norm}")
         if "max" in rules and norm > rules["max"]:
-            raise ConfigError(f"{origin}: {path} must be <= {rules['max']}, got {norm}")
+            raise _Problem(f"{path} must be <= {rules['max']:g}, got {norm:.6g}")
     if path == "memory.reserve":
         from ollama_ops.core.units import parse_reserve
 
         try:
             parse_reserve(norm)
         except ValueError as exc:
-            raise ConfigError(f"{origin}: memory.reserve {exc}") from exc
+            raise _Problem(f"memory.reserve {exc}") from exc
+    if rules.get("duration"):
+        from ollama_ops.core.options import KEEP_ALIVE, check_duration
+
+        problem = check_duration(str(norm), KEEP_ALIVE, days=False)
+        if problem:
+            raise _Problem(f"{path} {problem}")
     return norm
 
 
@@ -256,23 +326,45 @@ def _nearest(name: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
 
 
-def validate_mapping(data: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
-    """Check a (partial) config mapping against the schema; returns it normalised."""
+def validate_mapping(data: dict[str, Any], origin: str, marks: Marks | None = None,
+                     problems: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Check a (partial) config mapping against the schema; returns it normalised. Every problem in it is
+    reported at once (one ConfigError, problems joined by "; "), each at its line and column when `marks` has
+    them."""
+    marks = marks or {}
+    problems = list(problems or [])
+
+    def report(where: str, message: str) -> None:
+        mark = marks.get(where)
+        problems.append(f"{origin}:{mark[0]}:{mark[1]}: {message}" if mark else f"{origin}: {message}")
+
+    def in_file_order(problem: str) -> tuple[int, int]:
+        parts = problem.removeprefix(f"{origin}:").split(":", 2)
+        return (int(parts[0]), int(parts[1])) if parts[0].isdigit() and parts[1].isdigit() else (0, 0)
+
     out: dict[str, dict[str, Any]] = {}
     for section, body in data.items():
         if not isinstance(section, str) or section not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown section '{section}'{_nearest(str(section), list(SECTIONS))}")
+            report(str(section), f"unknown section '{section}'{_nearest(str(section), list(SECTIONS))}")
+            continue
         if body is None:
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{origin}: section '{section}' must be a mapping, got {type(body).__name__}")
+            report(f"{section}=", f"section '{section}' must be a mapping, got {type(body).__name__}")
+            continue
         hints = _HINTS[section]
         rules = {f.name: dict(f.metadata) for f in fields(SECTIONS[section])}
         out[section] = {}
         for key, value in body.items():
             if not isinstance(key, str) or key not in hints:
-                raise ConfigError(f"{origin}: unknown key '{section}.{key}'{_nearest(str(key), list(hints))}")
-            out[section][key] = _check_value(f"{section}.{key}", value, hints[key], rules[key], origin)
+                report(f"{section}.{key}", f"unknown key '{section}.{key}'{_nearest(str(key), list(hints))}")
+                continue
+            try:
+                out[section][key] = _check_value(f"{section}.{key}", value, hints[key], rules[key])
+            except _Problem as exc:
+                report(f"{section}.{key}=", str(exc))
+    if problems:
+        raise ConfigError("; ".join(sorted(problems, key=in_file_order)))
     return out
 
 
@@ -321,14 +413,17 @@ def _merge(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]], sou
 
 
 def load_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and validate one config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    return validate_mapping(parse_yaml(text, str(path)), str(path))
+    """Read and validate one config file (a regular UTF-8 file of at most 1 MiB: a FIFO, a device or a directory
+    is refused before it is opened)."""
+    from ollama_ops.edges.textfile import CONFIG_LIMIT, read_text_file
+
+    text = read_text_file(path, what="config file", error=ConfigError, limit=CONFIG_LIMIT)
+    return _validate_text(text, str(path))
+
+
+def _validate_text(text: str, origin: str) -> dict[str, dict[str, Any]]:
+    data, marks, duplicates = parse_yaml_marked(text, origin)
+    return validate_mapping(data, origin, marks, duplicates)
 
 
 def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[str, str] | None = None,
@@ -336,8 +431,7 @@ def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[s
     """Resolve the effective settings. `flags` maps "section.key" to values given on the command line."""
     environ = os.environ if environ is None else environ
     default_path = default_yaml_path()
-    merged = validate_mapping(parse_yaml(default_path.read_text(encoding="utf-8"), str(default_path)),
-                              str(default_path))
+    merged = _validate_text(default_path.read_text(encoding="utf-8"), str(default_path))
     sources = {f"{s}.{k}": "default" for s, body in merged.items() for k in body}
 
     path = config_file_path(config)

@@ -86,7 +86,7 @@ def test_config_file_from_sollama_config_then_user_dir(sollama, tmp_path, monkey
     ("SOLLAMA_MEMORY_RESERVE", "2GiB", "memory.reserve", "2GiB"),
     ("SOLLAMA_SERVER_KEEP_ALIVE", "-1", "server.keep_alive", -1),
     ("SOLLAMA_SERVER_KEEP_ALIVE", "10m", "server.keep_alive", "10m"),
-    ("SOLLAMA_SERVER_KEEP_ALIVE", "2001-01-01", "server.keep_alive", "2001-01-01"),
+    ("SOLLAMA_SERVER_MODELS_DIR", "2001-01-01", "server.models_dir", "2001-01-01"),
     ("SOLLAMA_SERVER_NUM_PARALLEL", "null", "server.num_parallel", None),
     ("SOLLAMA_SERVER_EXTRA_ENV", "{OLLAMA_DEBUG: 1}", "server.extra_env", {"OLLAMA_DEBUG": "1"}),
     ("SOLLAMA_REPORT_GATED_METRICS", "ttft_p50, e2el_p99", "report.gated_metrics", ["ttft_p50", "e2el_p99"]),
@@ -118,53 +118,84 @@ def _config_error(sollama, cfg: Path, *args: str) -> str:  # type: ignore[no-unt
     return result.stderr.strip()
 
 
-@pytest.mark.parametrize("text, line, col", [
-    ("server:\n  host: [1\n", 3, 1),
-    ("server:\n  host: 'a\n", 3, 1),
-    ("client:\n  retries: 1\n   bad: x\n", 3, 7),
-    ("server:\n\thost: x\n", 2, 1),
-    ("a: b: c\n", 1, 5),
+@pytest.mark.parametrize("text, where, then", [
+    # PyYAML's context first (where the construct starts), then where the parser noticed the problem
+    ("server:\n  host: [1\n", "2:9: while parsing a flow sequence: expected ',' or ']'", "3:1"),
+    ("server:\n  host: 'a\n", "2:9: while scanning a quoted scalar: found unexpected end of stream", "3:1"),
+    ("client:\n  retries: 1\n   bad: x\n", "3:7: mapping values are not allowed here", None),
+    ("server:\n\thost: x\n", "2:1: found character '\\t' that cannot start any token", None),
+    ("a: b: c\n", "1:5: mapping values are not allowed here", None),
+    ("a: b\nc: \x1f\n", "2:4: character U+001F is not allowed in YAML", None),
 ])
-def test_invalid_yaml_names_file_line_and_column(sollama, tmp_path, text, line, col):
+def test_invalid_yaml_names_file_line_and_column(sollama, tmp_path, text, where, then):
     cfg = _write(tmp_path / "bad.yaml", text)
     message = _config_error(sollama, cfg)
-    assert message.startswith(f"error: invalid YAML at {cfg}:{line}:{col}: "), message
+    assert message.startswith(f"error: invalid YAML at {cfg}:{where}"), message
+    if then:
+        assert message.endswith(f" at {cfg}:{then}"), message
+
+
+def test_an_unclosed_quote_is_reported_where_it_starts(sollama, tmp_path):
+    cfg = _write(tmp_path / "q.yaml", 'server:\n  host: "127.0.0.1\nclient:\n  retries: 2\n')
+    message = _config_error(sollama, cfg)
+    assert message.startswith(f"error: invalid YAML at {cfg}:2:9: while scanning a quoted scalar"), message
+    assert message.endswith(f"found unexpected end of stream at {cfg}:5:1"), message
 
 
 @pytest.mark.parametrize("text, message", [
-    ("server:\n  hots: x\n", "unknown key 'server.hots'; did you mean 'host'?"),
-    ("client:\n  retry: 1\n", "unknown key 'client.retry'; did you mean 'retries'?"),
-    ("sever:\n  host: x\n", "unknown section 'sever'; did you mean 'server'?"),
-    ("zzz: {}\n", "unknown section 'zzz'; valid keys: server, ollama, memory, client, generate, bench, report, "
+    ("server:\n  hots: x\n", "2:3: unknown key 'server.hots'; did you mean 'host'?"),
+    ("client:\n  retry: 1\n", "2:3: unknown key 'client.retry'; did you mean 'retries'?"),
+    ("sever:\n  host: x\n", "1:1: unknown section 'sever'; did you mean 'server'?"),
+    ("zzz: {}\n", "1:1: unknown section 'zzz'; valid keys: server, ollama, memory, client, generate, bench, report, "
                   "logging"),
 ])
 def test_unknown_key_names_it_and_the_nearest(sollama, tmp_path, text, message):
     cfg = _write(tmp_path / "c.yaml", text)
-    assert _config_error(sollama, cfg) == f"error: {cfg}: {message}"
+    assert _config_error(sollama, cfg) == f"error: {cfg}:{message}"
 
 
 @pytest.mark.parametrize("text, message", [
-    ("client:\n  retries: 99\n", "client.retries must be <= 10, got 99"),
-    ("client:\n  retries: two\n", "client.retries must be integer, got 'two'"),
-    ("client:\n  retries: 1.5\n", "client.retries must be integer, got 1.5"),
-    ("client:\n  read_timeout: 0\n", "client.read_timeout must be >= 0.01, got 0.0"),
-    ("client:\n  read_timeout: .nan\n", "client.read_timeout must be a number, got NaN"),
-    ("client:\n  read_timeout: .inf\n", "client.read_timeout must be a finite number, got inf"),
-    ("memory:\n  enforce: 'yes'\n", "memory.enforce must be true/false, got 'yes'"),
-    ("memory:\n  reserve: lots\n", "memory.reserve must be a percent like '20%' or a size like '2GiB'"),
-    ("memory:\n  reserve: 150%\n", "memory.reserve percent must be in [0, 100)"),
-    ("memory:\n  reserve: " + "9" * 400 + "GiB\n", "memory.reserve must be a percent like '20%'"),
-    ("server:\n  kv_cache_type: q2\n", "server.kv_cache_type must be one of f16, q8_0, q4_0, got 'q2'"),
-    ("server:\n  host: ''\n", "server.host must not be empty"),
-    ("server:\n  extra_env: [A]\n", "server.extra_env must be mapping of strings"),
-    ("server:\n  extra_env: {A: {B: c}}\n", "server.extra_env must be mapping of strings"),
-    ("report:\n  gated_metrics: ttft_p50\n", "report.gated_metrics must be list of strings"),
-    ("server: 5\n", "section 'server' must be a mapping, got int"),
-    ("- a\n- b\n", "the top level must be a mapping of sections, got list"),
+    ("client:\n  retries: 99\n", "2:12: client.retries must be <= 10, got 99"),
+    ("client:\n  retries: two\n", "2:12: client.retries must be integer, got 'two'"),
+    ("client:\n  retries: 1.5\n", "2:12: client.retries must be integer, got 1.5"),
+    ("client:\n  read_timeout: 0\n", "2:17: client.read_timeout must be >= 0.01, got 0.0"),
+    ("client:\n  read_timeout: 1e6\n", "2:17: client.read_timeout must be number, got '1e6'"),
+    ("client:\n  read_timeout: 1.0e+6\n", "2:17: client.read_timeout must be <= 604800, got 1e+06"),
+    ("client:\n  read_timeout: .nan\n", "2:17: client.read_timeout must be a number, got NaN"),
+    ("client:\n  read_timeout: .inf\n", "2:17: client.read_timeout must be a finite number, got inf"),
+    ("memory:\n  enforce: 'yes'\n", "2:12: memory.enforce must be true/false, got 'yes'"),
+    ("memory:\n  reserve: lots\n", "2:12: memory.reserve must be a percent like '20%' or a size like '2GiB'"),
+    ("memory:\n  reserve: 150%\n", "2:12: memory.reserve percent must be in [0, 100)"),
+    ("memory:\n  reserve: " + "9" * 400 + "GiB\n", "2:12: memory.reserve must be a percent like '20%'"),
+    ("server:\n  kv_cache_type: q2\n", "2:18: server.kv_cache_type must be one of f16, q8_0, q4_0, got 'q2'"),
+    ("server:\n  host: ''\n", "2:9: server.host must not be empty"),
+    ("server:\n  extra_env: [A]\n", "2:14: server.extra_env must be mapping of strings"),
+    ("server:\n  extra_env: {A: {B: c}}\n", "2:14: server.extra_env must be mapping of strings"),
+    ("report:\n  gated_metrics: ttft_p50\n", "2:18: report.gated_metrics must be list of strings"),
+    ("generate:\n  keep_alive: 5d\n", "2:15: generate.keep_alive is not a duration like '10m'"),
+    ("generate:\n  keep_alive: .inf\n", "2:15: generate.keep_alive must be string or integer or null, got inf"),
+    ("server: 5\n", "1:9: section 'server' must be a mapping, got int"),
+    ("- a\n- b\n", "1:1: the top level must be a mapping of sections, got list"),
 ])
-def test_wrong_type_or_range_names_the_field(sollama, tmp_path, text, message):
+def test_wrong_type_or_range_names_the_field_line_and_column(sollama, tmp_path, text, message):
     cfg = _write(tmp_path / "c.yaml", text)
-    assert _config_error(sollama, cfg).startswith(f"error: {cfg}: {message}")
+    assert _config_error(sollama, cfg).startswith(f"error: {cfg}:{message}")
+
+
+def test_every_problem_in_the_file_is_reported_at_once_in_file_order(sollama, tmp_path):
+    cfg = _write(tmp_path / "c.yaml", "client:\n  retries: x\n  read_timeout: .nan\nserver:\n  hots: a\n"
+                                      "bench: {}\nbench:\n  concurrency: 0\nzz: 1\n")
+    message = _config_error(sollama, cfg)
+    assert message.removeprefix("error: ").split("; ") == [
+        f"{cfg}:2:12: client.retries must be integer, got 'x'",
+        f"{cfg}:3:17: client.read_timeout must be a number, got NaN",
+        f"{cfg}:5:3: unknown key 'server.hots'",
+        "did you mean 'host'?",
+        f"{cfg}:7:1: bench is given twice (first at line 6)",
+        f"{cfg}:8:16: bench.concurrency must be >= 1, got 0",
+        f"{cfg}:9:1: unknown section 'zz'",
+        "valid keys: server, ollama, memory, client, generate, bench, report, logging",
+    ]
 
 
 def test_bad_env_value_is_exit_3_naming_the_field(sollama, monkeypatch):
@@ -192,7 +223,7 @@ def test_config_that_is_a_directory_or_binary_is_exit_3(sollama, tmp_path):
     assert "cannot read config file" in _config_error(sollama, tmp_path)
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00bad")
-    assert "not a UTF-8 text file" in _config_error(sollama, binary)
+    assert "is not UTF-8 text (byte 0xff at line 1, column 1)" in _config_error(sollama, binary)
 
 
 def test_bad_config_fails_other_commands_too(sollama, tmp_path):

@@ -101,6 +101,9 @@ DURATION_FLAGS: dict[str, tuple[Bound, bool]] = {
 }
 
 
+KEEP_ALIVE = DURATION_FLAGS["--keep-alive"][0]  # also the config's server/generate.keep_alive
+
+
 def bound_for(command: str, flag: str) -> Bound | None:
     """The range of numeric `flag` of `command` (e.g. "stop", "--timeout"), or None when the table lacks it."""
     return FLAG_BOUNDS.get(f"{command} {flag}") or FLAG_BOUNDS.get(flag)
