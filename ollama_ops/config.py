@@ -266,7 +266,7 @@ class _Problem(Exception):
     """One thing wrong with one config value; `validate_mapping` gathers them."""
 
 
-def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any]) -> Any:
+def _check_value(path: str, value: Any, tp: Any, rules: dict[str, Any], origin: str) -> Any:
     ok, norm = _matches(value, tp)
     if not ok:
         raise _Problem(f"{path} must be {_type_name(tp)}, got {value!r:.60}")
@@ -317,8 +317,8 @@ def _check_address(path: str, value: str, origin: str) -> None:
             raise UsageError(f"invalid {origin.removeprefix('environment variable ')}={value!r:.80}: {exc}") \
                 from None
         if not value.strip():
-            raise ConfigError(f"{origin}: {path} must not be empty") from None
-        raise ConfigError(f"{origin}: {path} {value!r:.80} is not a valid address: {exc}") from None
+            raise _Problem(f"{path} must not be empty") from None
+        raise _Problem(f"{path} {value!r:.80} is not a valid address: {exc}") from None
 
 
 def _nearest(name: str, options: list[str]) -> str:
@@ -360,7 +360,7 @@ def validate_mapping(data: dict[str, Any], origin: str, marks: Marks | None = No
                 report(f"{section}.{key}", f"unknown key '{section}.{key}'{_nearest(str(key), list(hints))}")
                 continue
             try:
-                out[section][key] = _check_value(f"{section}.{key}", value, hints[key], rules[key])
+                out[section][key] = _check_value(f"{section}.{key}", value, hints[key], rules[key], origin)
             except _Problem as exc:
                 report(f"{section}.{key}=", str(exc))
     if problems:

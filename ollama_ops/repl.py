@@ -213,7 +213,9 @@ def run_piped(session: ChatSession, client: Any, *, stdin: TextIO, out: TextIO |
               read_timeout: float, usage: UsagePolicy) -> GenerationReport:
     """`echo hi | sollama chat`: the whole input is one message; the answer is streamed to `out` (if given)
     and ended with a newline, and the transcript is saved."""
-    text = stdin.read()
+    from ollama_ops.edges.textfile import read_stdin_text
+
+    text = read_stdin_text(stdin, error=UsageError)
     if not text.strip():
         raise UsageError("no message on stdin")
     raw = RawOutput(out) if out is not None else None

@@ -196,10 +196,11 @@ def test_bad_arguments_exit_2(sollama, stub, args, message):
     assert stub.request_count == 0
 
 
-def test_empty_stdin_without_prompt_sends_the_empty_text(sollama, stub):
+def test_empty_stdin_without_prompt_is_a_usage_error(sollama, stub):
     result = sollama("--host", stub.host, "generate", "-m", "stub-model", "-", input="")
-    assert result.exit_code == 0, result.output
-    assert [b for m, p, b in stub.requests if p == "/api/generate"][-1]["prompt"] == ""
+    assert result.exit_code == 2, result.output
+    assert "the prompt is empty" in result.stderr
+    assert stub.request_count == 0
 
 
 def test_store_failure_is_a_warning_not_an_error(sollama, stub, isolated):

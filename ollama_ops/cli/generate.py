@@ -59,13 +59,16 @@ def generate(
     import sys
 
     from ollama_ops.client.protocol import GenerateRequest
+    from ollama_ops.edges.textfile import read_stdin_text
+    from ollama_ops.errors import UsageError
     from ollama_ops.render.console import display_warning
     from ollama_ops.render.generate import render_generate_json, render_stats
     from ollama_ops.repl import RawOutput, stdin_is_terminal
     from ollama_ops.services import generate as svc
 
     obj = use(ctx, json=json)
-    text = svc.read_prompt(prompt, file=file, stdin_text=lambda: sys.stdin.read(), stdin_is_tty=stdin_is_terminal())
+    text = svc.read_prompt(prompt, file=file, stdin_text=lambda: read_stdin_text(sys.stdin, error=UsageError),
+                           stdin_is_tty=stdin_is_terminal())
     knobs = svc.request_knobs(obj.settings, option=option, temperature=temperature, seed=seed, num_ctx=num_ctx,
                               max_tokens=max_tokens, format=format, keep_alive=keep_alive, timeout=timeout)
     req = GenerateRequest(model=model, prompt=text, system=system, raw=raw, stream=not no_stream,

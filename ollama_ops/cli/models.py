@@ -123,11 +123,9 @@ def _template(template: str | None, template_file: Path | None) -> str | None:
         raise UsageError("give --template or --template-file, not both")
     if template_file is None:
         return template
-    try:
-        return template_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --template-file {template_file}: {getattr(exc, 'strerror', None) or exc}")\
-            from None
+    from ollama_ops.edges.textfile import read_text_file
+
+    return read_text_file(template_file, what="--template-file", error=UsageError)
 
 
 @app.command("import")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from ollama_ops.errors import SollamaError
 
@@ -74,6 +74,21 @@ def read_stream_text(stream: BinaryIO, *, what: str, error: type[SollamaError], 
     if len(data) > limit:
         raise error(f"{what} is too large: more than {_size(limit)}")
     return decode_text(data, what, error)
+
+
+def read_stdin_text(stream: TextIO, *, error: type[SollamaError], what: str = "stdin",
+                    limit: int = INPUT_LIMIT) -> str:
+    """All of stdin as text: its bytes are decoded here (UTF-8, no NUL), so binary input is a clean error."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return read_stream_text(buffer, what=what, error=error, limit=limit)
+    try:
+        text = stream.read(limit + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
+    if "\0" in text:
+        raise error(f"{what} is binary, not text (it has a NUL character)")
+    return text
 
 
 def _where(data: bytes, offset: int) -> str:

@@ -165,12 +165,13 @@ def load_prompts(spec: str) -> list[Any]:
     """A built-in set name or a prompts file (text lines or JSONL)."""
     if spec in BUILTIN_SETS:
         return builtin_prompts(spec)
+    from ollama_ops.edges.textfile import read_text_file
+
     path = Path(spec).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read prompts file {path}: {exc.strerror or exc}",
-                         hint=f"or use a built-in set: {', '.join(BUILTIN_SETS)}") from None
+    if not path.exists():
+        raise UsageError(f"cannot read prompts file {path}: No such file or directory",
+                         hint=f"or use a built-in set: {', '.join(BUILTIN_SETS)}")
+    text = read_text_file(path, what="prompts file", error=UsageError)
     try:
         return parse_prompt_file(text, path.name)
     except ValueError as exc:

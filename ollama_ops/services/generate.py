@@ -96,12 +96,15 @@ def resolve_format(value: str | None) -> str | dict[str, Any] | None:
         return None
     if value == "json":
         return "json"
+    from ollama_ops.edges.textfile import read_text_file
+
     path = Path(value).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"--format must be 'json' or a JSON schema file; no such file: {path}")
+    text = read_text_file(path, what="--format schema", error=UsageError)
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        schema = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"cannot read the JSON schema {path}: {exc}") from exc
     if not isinstance(schema, dict):
         raise UsageError(f"the JSON schema {path} must be an object, got {type(schema).__name__}")
@@ -128,20 +131,26 @@ def read_prompt(prompt: str | None, *, file: Path | None, stdin_text: Callable[[
                 stdin_is_tty: bool) -> str:
     """The prompt from the argument, `-` (stdin) or `--file` (argument first, then the file, blank line apart).
 
-    With neither an argument nor a file, piped stdin is read; a terminal on stdin is a usage error (no prompt)."""
+    With neither an argument nor a file, piped stdin is read; a terminal on stdin is a usage error (no prompt).
+    A prompt that is empty or only whitespace is a usage error too: there is nothing to answer, and Ollama reads
+    an empty prompt as "load the model" (or, with keep_alive 0, "unload it"). The text is sent as given."""
+    from ollama_ops.edges.textfile import read_text_file
+
     parts: list[str] = []
     if prompt == "-" or (prompt is None and file is None and not stdin_is_tty):
         parts.append(stdin_text())
     elif prompt is not None:
         parts.append(prompt)
     if file is not None:
-        try:
-            parts.append(Path(file).expanduser().read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read --file {file}: {getattr(exc, 'strerror', None) or exc}") from exc
+        parts.append(read_text_file(file, what="--file", error=UsageError))
     if not parts:
         raise UsageError("no prompt: pass PROMPT, '-' to read stdin, or --file PATH")
-    return "\n\n".join(parts)
+    if "\0" in parts[0]:
+        raise UsageError("the prompt has a NUL character; pass text")
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise UsageError("the prompt is empty", hint="pass some text: an empty prompt only loads the model")
+    return text
 
 
 def _outcome_of(exc: BaseException) -> str:
