@@ -19,7 +19,7 @@ if ! $S models list --json | grep -q "\"$MODEL\""; then
 fi
 step sollama status;                    $S status
 step sollama models list;               $S models list
-step sollama memory;                    $S memory
+step sollama memory --save;             $S memory --save
 step sollama generate -m "$MODEL" "Write one sentence about the sea." --max-tokens 40 --verbose
 stats=$(mktemp)
 $S generate -m "$MODEL" "Write one sentence about the sea." --max-tokens 40 --verbose 2>"$stats"

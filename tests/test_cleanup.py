@@ -98,8 +98,9 @@ def test_prune_history_older_than(sollama, host):
     from ollama_ops.edges.store import Store
 
     with Store(paths.history_db()) as store:
-        store.create_run(RunMeta(model="m", started_at=time.time() - 40 * 86400))
-        store.create_run(RunMeta(model="m", started_at=time.time() - 3600))
+        old = store.create_run(RunMeta(model="m", started_at=time.time() - 40 * 86400))
+        store.finish_run(old, "completed")
+        store.finish_run(store.create_run(RunMeta(model="m", started_at=time.time() - 3600)), "completed")
     plan = sollama("--host", host, "cleanup", "--dry-run", "--no-orphans", "--older-than", "30d")
     assert plan.exit_code == 0 and "1 run(s)" in plan.stdout
     result = sollama("--host", host, "cleanup", "--yes", "--no-orphans", "--older-than", "30d")

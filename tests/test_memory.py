@@ -309,7 +309,7 @@ def test_budget_is_ram_minus_reserve_plus_vram():
 # -- the command against the stub (runs without the real daemon) --------------------------------------------------
 
 def test_memory_command_against_the_stub(sollama, stub, isolated):
-    result = sollama("--host", stub.host, "memory", "--num-ctx", "2048", "--json")
+    result = sollama("--host", stub.host, "memory", "--num-ctx", "2048", "--json", "--save")
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     (model,) = plan["models"]

@@ -19,7 +19,7 @@ TOLERANCE = 0.10
 
 
 def test_memory_json_lists_the_installed_model_and_saves_the_plan(sollama, ollama, isolated):
-    result = sollama("--host", ollama.host, "memory", "--json")
+    result = sollama("--host", ollama.host, "memory", "--json", "--save")
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     names = [m["name"] for m in plan["models"]]

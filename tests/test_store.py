@@ -55,6 +55,9 @@ def test_filters_and_prune(tmp_path: Path) -> None:
         assert [r.id for r in store.runs(last=2)] == ids[1:]
         assert [r.id for r in store.runs(model="a")] == [ids[0], ids[2]]
         assert [r.id for r in store.runs(label="x", last=1)] == [ids[1]]
+        assert store.prune_runs(25.0) == 0  # all three are still being written (by this live process)
+        for run_id in ids:
+            store.finish_run(run_id, "completed")
         assert store.prune_runs(25.0) == 2
         assert [r.id for r in store.runs()] == [ids[2]]
         assert store.requests(ids[0]) == []

@@ -59,9 +59,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "pid/lock files, rotate big logs, prune old bench history, and terminate orphaned runner "
                           "processes."),
     "memory": ("memory", "Budget (RAM − reserve + VRAM), each model's predicted footprint with Ollama's formula, "
-                         "which fit alone and together, and the OLLAMA_* settings `sollama start` will use (saved "
-                         "to the state dir; the plan covers the models measured, so leave out --model to plan for "
-                         "all of them)."),
+                         "which fit alone and together, and the OLLAMA_* settings `sollama start` will use (with "
+                         "--save, to the state dir; the plan covers the models measured, so leave out --model to "
+                         "plan for all of them)."),
     "service": ("server", "Run sollama's daemon under a service manager (systemd)."),
     "generate": ("generate", "Generate a completion; stdout gets exactly the model's text (a newline is added only "
                              "on a terminal)."),
@@ -91,6 +91,22 @@ def module_commands(module_name: str) -> dict[str, click.Command]:
     for name, command in commands.items():
         bound_command(command, name)  # every numeric option gets its range from core/options.py
     return commands
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for an OSError that reached the boundary, naming the path (e.g. a read-only or immutable state
+    dir)."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return f"{reason}"
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+    text = f"cannot use {where}: {reason}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        text += " (the path or its directory is read-only or immutable; fix that, or point SOLLAMA_HOME at a " \
+                "writable directory; `sollama doctor` checks them)"
+    return text
 
 
 class SollamaGroup(TyperGroup):
@@ -150,6 +166,10 @@ class SollamaGroup(TyperGroup):
             # The reader went away (`sollama ... | head`): nothing more to say, and no traceback at exit.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(int(ExitCode.ERROR)) from None
+        except OSError as exc:  # a file the command needs: say which, and why, not "internal error"
+            _traceback(ctx)
+            _report(_os_error_message(exc))
             raise click.exceptions.Exit(int(ExitCode.ERROR)) from None
         except Exception as exc:  # a bug: still one line unless --debug
             _traceback(ctx)

@@ -133,8 +133,11 @@ def restart(
     enforce: Annotated[bool | None, EnforceOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Stop the daemon (as `stop`), then start it again with the same settings (as `start`); with --host, only the
-    daemon at that address."""
+    """Stop the daemon (as `stop`), then start it again with the same settings (as `start`).
+
+    With --host (or OLLAMA_HOST, or a configured address) only the daemon sollama started at that address is
+    stopped; one it started elsewhere is left alone, and the start then refuses to run a second one.
+    """
     from ollama_ops.render.server import render_log_tail, render_notes, render_restart
     from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut, restart_server
 

@@ -79,6 +79,16 @@ def check_home(path: str, writable: bool) -> Check:
                  "writable directory")
 
 
+def check_sollama_dirs(dirs: list[tuple[str, str, str | None]]) -> Check:
+    """sollama's own directories: (what, path, why it is not writable or None). Each one must be writable:
+    the pid file, lock, logs and memory plan live in the state dir, the history and transcripts in the data dir."""
+    bad = [(what, path, why) for what, path, why in dirs if why]
+    if not bad:
+        return Check("sollama dirs", PASS, "writable: " + ", ".join(f"{what} {path}" for what, path, _ in dirs))
+    return Check("sollama dirs", FAIL, "; ".join(f"{what} {path} is not writable: {why}" for what, path, why in bad),
+                 "make it writable (chattr -i, chmod, remount), or set SOLLAMA_HOME to a writable directory")
+
+
 def check_models_dir(path: str, writable: bool, free: int | None) -> Check:
     if not writable:
         return Check("models dir", FAIL, f"{path} is not writable",

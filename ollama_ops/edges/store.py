@@ -154,14 +154,9 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------------------------
 
     def _error(self, exc: sqlite3.DatabaseError) -> SollamaError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-            return SollamaError(f"history database {self.path} is busy: {text}",
-                                hint="another sollama is writing; try again")
-        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
-            return SollamaError(f"cannot open history database {self.path}: {text}")
-        return SollamaError(f"history database {self.path} is corrupt: {text}; move it away",
-                            hint="sollama starts a new one")
+        """Say what is wrong (read-only, locked, disk full, cannot open, corrupt); only a corrupt file gets the
+        advice to move it away (the others would throw away intact history)."""
+        return history_error(self.path, exc)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -309,13 +304,78 @@ class Store:
         return [_request_record(r) for r in rows]
 
     @_guarded
+    def prunable_runs(self, before_epoch: float) -> tuple[list[int], list[int]]:
+        """(ids of runs started before `before_epoch` that may be deleted, ids of those still being written:
+        status "running" and their writer process alive, which are never deleted)."""
+        rows = self.conn.execute("SELECT id, status, writer_pid, writer_node FROM runs WHERE started_at < ? "
+                                 "ORDER BY id", (before_epoch,)).fetchall()
+        live = [r[0] for r in rows if r[1] == "running" and _writer_alive(r[2], r[3])]
+        return [r[0] for r in rows if r[0] not in live], live
+
+    @_guarded
     def prune_runs(self, before_epoch: float) -> int:
-        """Delete runs started before `before_epoch` (with their requests); returns how many runs."""
+        """Delete runs started before `before_epoch` (with their requests), except runs still being written;
+        returns how many runs were deleted."""
         with self._transaction():
-            ids = [r[0] for r in self.conn.execute("SELECT id FROM runs WHERE started_at < ?", (before_epoch,))]
+            ids, _ = self.prunable_runs(before_epoch)
             self.conn.executemany("DELETE FROM requests WHERE run_id = ?", [(i,) for i in ids])
             self.conn.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
         return len(ids)
+
+
+def _sqlite_kind(exc: sqlite3.DatabaseError) -> str:
+    """SQLite's primary result code name ("SQLITE_READONLY", ...) or, without one, a guess from the message."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str) and name.startswith("SQLITE_"):
+        for kind in ("READONLY", "BUSY", "LOCKED", "FULL", "CORRUPT", "NOTADB", "CANTOPEN", "IOERR", "PERM",
+                     "CONSTRAINT"):
+            if name == f"SQLITE_{kind}" or name.startswith(f"SQLITE_{kind}_"):
+                return kind
+        return name.removeprefix("SQLITE_")
+    text = str(exc).lower()
+    for needle, kind in (("readonly", "READONLY"), ("read-only", "READONLY"), ("locked", "BUSY"), ("busy", "BUSY"),
+                         ("disk is full", "FULL"), ("malformed", "CORRUPT"), ("not a database", "NOTADB"),
+                         ("unable to open", "CANTOPEN"), ("disk i/o", "IOERR")):
+        if needle in text:
+            return kind
+    return "OTHER"
+
+
+def _why_unwritable(path: Path) -> str | None:
+    """Why `path` (or the directory that must hold its journal) cannot be written, in words, or None."""
+    directory = path.parent
+    if not directory.is_dir():
+        return f"its directory {directory} does not exist"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"its directory {directory} is read-only"
+    return None
+
+
+def history_error(path: Path, exc: sqlite3.DatabaseError) -> SollamaError:
+    """One-line error for a failed SQLite operation on the history file at `path`."""
+    text = str(exc)
+    kind = _sqlite_kind(exc)
+    if kind in ("READONLY", "PERM") or (kind in ("CANTOPEN", "IOERR") and _why_unwritable(path)):
+        why = _why_unwritable(path) or "the file system is read-only or the file is immutable"
+        return SollamaError(f"history database {path} is read-only ({why}): {text}",
+                            hint="make it writable, or point SOLLAMA_HOME at a writable directory")
+    if kind in ("BUSY", "LOCKED"):
+        return SollamaError(f"history database {path} is locked by another process: {text}",
+                            hint="another sollama is writing to it; try again")
+    if kind == "FULL":
+        return SollamaError(f"history database {path} cannot grow: the disk is full ({text})",
+                            hint="free some space on that file system")
+    if kind == "CANTOPEN":
+        return SollamaError(f"cannot open history database {path}: {text}")
+    if kind in ("CORRUPT", "NOTADB"):
+        return SollamaError(f"history database {path} is corrupt: {text}; move it away",
+                            hint="sollama starts a new one")
+    if kind == "IOERR":
+        return SollamaError(f"history database {path}: input/output error: {text}",
+                            hint="check the disk and the file system")
+    return SollamaError(f"history database {path}: {text}")
 
 
 class _Tx:

@@ -215,3 +215,23 @@ def is_writable_dir(path: str | Path) -> bool:
     """True when `path` is a writable directory, or does not exist yet and its nearest ancestor is writable."""
     target = existing_parent(Path(path))
     return target.is_dir() and os.access(target, os.W_OK | os.X_OK)
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why files cannot be created in directory `path` (or, while it does not exist, in the ancestor that would
+    hold it), or None when they can. Tried for real with a temporary file, because permission bits do not show
+    an immutable directory, a read-only mount, or root's view."""
+    import errno
+    import tempfile
+
+    target = existing_parent(Path(path))
+    if not target.is_dir():
+        return f"{target} is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".sollama-doctor-"):
+            pass
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+            return f"{target} is read-only or immutable ({exc.strerror})"
+        return f"cannot create a file in {target}: {exc.strerror or exc}"
+    return None

@@ -54,3 +54,6 @@ def render_memory(console: Console, plan: MemoryPlan) -> None:
     if plan.saved_to:
         console.print(Text(f"\nplan saved to {plan.saved_to} (`sollama start` applies it)", style="dim"),
                       soft_wrap=True)
+    else:
+        console.print(Text("\nnot saved: `sollama start` keeps its plan (pass --save to store this one)",
+                           style="dim"), soft_wrap=True)

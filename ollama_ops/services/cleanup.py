@@ -203,14 +203,13 @@ def _plan_prune(older_than: float | None) -> CleanupStep:
         step.skipped = "the history store is not available in this build"
         return step
     with Store(_history_file()) as store:
-        if not hasattr(store, "prune_runs"):
-            step.skipped = "the history store cannot prune runs in this build"
-            return step
-        old = [r for r in store.runs() if r.started_at < cutoff]
+        old, live = store.prunable_runs(cutoff)
     step.count = len(old)
     step.targets = [f"{len(old)} run(s)"]
+    if live:  # a bench still writing them: deleting would lose its run (and fail its next write)
+        step.targets.append(f"keeping {len(live)} run(s) still being written (#{', #'.join(map(str, live))})")
     if not old:
-        step.skipped = "no bench run is that old"
+        step.skipped = "no finished bench run is that old" + (f" ({len(live)} still being written)" if live else "")
     return step
 
 

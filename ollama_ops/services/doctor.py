@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ollama_ops import paths
 from ollama_ops.core import health
 from ollama_ops.core.health import Check
 from ollama_ops.core.hosts import parse_host
@@ -36,22 +38,39 @@ def find_binary(settings: Any) -> str | None:
         return None
 
 
-def binary_version(binary: str, host_url: str) -> tuple[str | None, str | None]:
+def binary_version(binary: str, host_url: str, *, timeout: float | None = None) -> tuple[str | None, str | None]:
     """(version, error) from `<binary> --version`, asked against our address so it does not hang elsewhere."""
     if not Path(binary).is_file():
         return None, "no such file"
     env = {**os.environ, "OLLAMA_HOST": host_url}
+    timeout = VERSION_TIMEOUT if timeout is None else timeout
     try:
-        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT,
-                              env=env, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        return None, f"`{binary} --version` did not answer within {VERSION_TIMEOUT:g}s"
+        # Its own process group, so that on timeout everything it started goes too (a child left holding the
+        # pipes would keep us waiting for their end forever).
+        proc = subprocess.Popen([binary, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         return None, exc.strerror or str(exc)
-    version = health.parse_version_output(done.stdout + "\n" + done.stderr)
-    if version is None and done.returncode != 0:
-        return None, " ".join((done.stderr or done.stdout).split())[:160] or f"exit status {done.returncode}"
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return None, f"`{binary} --version` did not answer within {timeout:g}s"
+    version = health.parse_version_output(stdout + "\n" + stderr)
+    if version is None and proc.returncode != 0:
+        return None, " ".join((stderr or stdout).split())[:160] or f"exit status {proc.returncode}"
     return version, None
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group the probe leads (its pgid is its pid, from start_new_session; not reaped yet, so
+    the id cannot have been reused), then reap it."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=5)
 
 
 def models_dir(settings: Any) -> Path:
@@ -144,6 +163,8 @@ def run_doctor(config_path: str | None, host: str | None) -> DoctorReport:
     config_file = str(settings.config_file) if settings.config_file else None
     checks.append(health.check_config(config_error, config_file))
     checks.append(_pidfile_check())
+    checks.append(health.check_sollama_dirs([(what, str(path), system.unwritable_reason(path)) for what, path in
+                                             (("state dir", paths.state_dir()), ("data dir", paths.data_dir()))]))
     ours = listener is not None and (is_ollama or answers)
     checks.append(health.check_exposure(settings.server.host, address.is_loopback,
                                         listener.address if ours and listener else None))

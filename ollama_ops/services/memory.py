@@ -75,8 +75,9 @@ def budget(settings: Any) -> int:
 
 
 def plan_memory(client: Any, settings: Any, *, models: list[str] | None = None, num_ctx: int | None = None,
-                parallel: int | None = None, kv_cache_type: str | None = None, save: bool = True) -> MemoryPlan:
-    """Predict every installed model (or `models`) at the chosen settings and recommend OLLAMA_* values."""
+                parallel: int | None = None, kv_cache_type: str | None = None, save: bool = False) -> MemoryPlan:
+    """Predict every installed model (or `models`) at the chosen settings and recommend OLLAMA_* values.
+    `save` stores the plan for `sollama start`, only when every model fits (see `check_savable`)."""
     from ollama_ops.services.models import not_found
 
     tags = {str(m.get("name") or m.get("model")): int(m.get("size") or 0) for m in client.tags()}
@@ -106,9 +107,31 @@ def plan_memory(client: Any, settings: Any, *, models: list[str] | None = None, 
         kv_cache_type=core.kv_cache_type, models=core.models, together=core.together,
         fits_together=core.fits_together, max_together=core.max_together, recommendations=core.recommendations,
         env={r.var: r.value for r in core.recommendations if not r.pinned}, skipped=skipped)
-    if save:
+    if save and unfit_reason(plan) is None:
         plan.saved_to = str(save_plan(plan))
     return plan
+
+
+def unfit_reason(plan: MemoryPlan) -> str | None:
+    """Why `plan` must not be saved (a model that does not fit even alone), or None. A plan in which the models
+    fit only one at a time is fine: it recommends OLLAMA_MAX_LOADED_MODELS accordingly."""
+    from ollama_ops.core.units import format_bytes
+
+    unfit = [m for m in plan.models if not m.fits_alone]
+    if not unfit:
+        return None
+    names = ", ".join(f"{m.name} needs {format_bytes(m.footprint)}" for m in unfit)
+    return (f"{names} at num_ctx {plan.num_ctx}, {plan.parallel} parallel slot(s), {plan.kv_cache_type} KV cache; "
+            f"the budget is {format_bytes(plan.budget.total)}")
+
+
+def check_savable(plan: MemoryPlan) -> None:
+    """Raise when `--save` was asked for a plan that does not fit: `sollama start` would launch with it."""
+    reason = unfit_reason(plan)
+    if reason is not None:
+        raise SollamaError(f"not saving a plan that does not fit: {reason}",
+                           hint="`sollama start` keeps the plan it had; lower --num-ctx or --parallel, or choose "
+                                "a smaller --kv-cache-type")
 
 
 def save_plan(plan: MemoryPlan) -> Path:
