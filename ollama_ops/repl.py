@@ -16,6 +16,7 @@ from rich.console import Console
 
 from ollama_ops.errors import SollamaError, UsageError
 from ollama_ops.render.console import display_error, display_info, display_warning
+from ollama_ops.render.safe import clean_text
 from ollama_ops.services.chat import ChatSession, Multiline, Reply, parse_command
 from ollama_ops.services.generate import GenerationReport, UsagePolicy
 
@@ -24,7 +25,8 @@ EXIT_HINT = "press Ctrl-C again or /bye to exit"
 
 
 class RawOutput:
-    """Writes model text to a stream exactly as received (UTF-8, flushed per piece, never read as markup).
+    """Writes model text to a stream exactly as received (UTF-8, flushed per piece, never read as markup), except
+    that a terminal gets it without control characters (render.safe.clean_text).
 
     `finish()` ends the line only on a terminal, so redirected output stays byte-exact."""
 
@@ -34,6 +36,8 @@ class RawOutput:
         self.at_line_start = True
 
     def write(self, text: str) -> None:
+        if self.isatty():  # a terminal must not run escape sequences from the model; a pipe gets the exact text
+            text = clean_text(text)
         if not text:
             return
         buffer = getattr(self.stream, "buffer", None)

@@ -317,6 +317,7 @@ class StubOllama:
         self.models = [_norm(m) for m in models]
         self.loaded = {_norm(m) for m in loaded}
         self.port, self._want_port, self._uvloop, self._spin = port, port, uvloop, spin
+        self.version = "0.0.0-stub"  # what /api/version answers
         self.request_count = 0
         self._requests = collections.deque(maxlen=1000)
         self._lock = threading.Lock()
@@ -327,7 +328,7 @@ class StubOllama:
         self._nodelay = [0, 0]  # accepted connections without / with TCP_NODELAY
         self._origin, self._rid = 0, None  # of the request being dispatched (the loop is single-threaded)
         self._routes = {
-            ("GET", "/api/version"): lambda r, k: _json(200, {"version": "0.0.0-stub"}, k),
+            ("GET", "/api/version"): lambda r, k: _json(200, {"version": self.version}, k),
             ("GET", "/api/tags"): self._tags,
             ("GET", "/api/ps"): self._ps,
             ("POST", "/api/show"): self._show,

@@ -221,7 +221,9 @@ def export(
     with Store() as store:
         result, text = export_csv(store, _run_id(run), output)
     if output is None:
-        obj.out.file.write(text)
+        from ollama_ops.render.safe import clean_text
+
+        obj.out.file.write(clean_text(text) if obj.out.is_terminal else text)  # a pipe gets the exact bytes
         obj.out.file.flush()
     else:
         display_success(obj.err, f"wrote {result.rows} request rows of run {result.run_id} to {output}")

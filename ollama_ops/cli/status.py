@@ -42,6 +42,7 @@ def _watch(obj: AppContext, fetch, interval: float, count: int | None) -> None: 
     from rich.text import Text
 
     from ollama_ops.render.console import to_jsonable
+    from ollama_ops.render.safe import escape_json_text
     from ollama_ops.render.status import render_status, status_view
 
     live = None if obj.json or not obj.out.is_terminal else Live(console=obj.out, auto_refresh=False)
@@ -54,7 +55,7 @@ def _watch(obj: AppContext, fetch, interval: float, count: int | None) -> None: 
                 time.sleep(interval)
             report, n = fetch(), n + 1
             if obj.json:
-                obj.out.file.write(jsonlib.dumps(to_jsonable(report), ensure_ascii=False) + "\n")
+                obj.out.file.write(escape_json_text(jsonlib.dumps(to_jsonable(report), ensure_ascii=False)) + "\n")
                 obj.out.file.flush()
             elif live is not None:
                 live.update(status_view(report), refresh=True)

@@ -1,0 +1,29 @@
+"""The one sanitizer for text that reaches a terminal from outside: model output, server messages, model names.
+
+Terminal control comes from a few characters only: the C0 controls (ESC starts every CSI/OSC/DCS sequence, BEL,
+BS and CR rewrite what is shown), DEL, the C1 controls (0x9B is an 8-bit CSI, 0x9D an OSC) and the bidi
+overrides that reorder a line. `clean_text` drops them (keeping newline and tab), which leaves an escape
+sequence as inert visible text ("[2J") and changes no width: a terminal gives these characters no cells, so
+tables stay aligned. Every console sollama prints through applies it to each piece of text it renders
+(`render.console.SafeConsole`); JSON output escapes C1 and bidi characters as \\uXXXX instead (C0 ones are
+escaped by JSON itself); generated text is cleaned only when it goes to a terminal (on a pipe it stays
+byte-exact).
+"""
+
+from __future__ import annotations
+
+_UNSAFE = [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0),
+           *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_DROP = dict.fromkeys(_UNSAFE)
+_JSON_ESCAPE = {c: f"\\u{c:04x}" for c in _UNSAFE if c >= 0x7F}
+
+
+def clean_text(text: str) -> str:
+    """`text` without terminal controls (newline and tab kept): safe to print on a terminal."""
+    return text.translate(_DROP)
+
+
+def escape_json_text(document: str) -> str:
+    """A JSON document with DEL, C1 and bidi control characters written as \\uXXXX escapes (still the same JSON:
+    they can only occur inside strings, and C0 controls are escaped by the JSON encoder already)."""
+    return document.translate(_JSON_ESCAPE)
