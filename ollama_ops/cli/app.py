@@ -48,8 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "start": ("server", "Start the shared `ollama serve` detached, or report the one already running (exit 0)."),
     "stop": ("server", "Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process "
                        "verified by pid, creation time and command line is signalled."),
-    "restart": ("server", "Stop the daemon (as `stop`), then start it again with the same settings (as `start`); "
-                          "with --host, only the daemon at that address."),
+    "restart": ("server", "Stop the daemon (as `stop`), then start it again with the same settings (as `start`)."),
     "status": ("status", "Address, latency, version, process (pid, uptime, RSS, CPU), loaded and installed models, "
                          "memory budget vs used, free disk, last log errors."),
     "doctor": ("doctor", "Check the binary and its version, the port, HOME, the models dir and its free space, RAM "
