@@ -54,8 +54,10 @@ def test_read_pidfile_absent_is_none():
 
 
 def test_write_read_verify_roundtrip_and_mismatches():
-    sleeper = spawn_sleep()
+    # a stand-in daemon: its command line is an `... serve` (a record of any other program is never trusted)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "serve"])
     try:
+        assert wait_for(lambda: psutil.Process(sleeper.pid).cmdline()[-1:] == ["serve"], 5)
         proc = psutil.Process(sleeper.pid)
         record = pf.PidRecord(pid=sleeper.pid, create_time=proc.create_time(), cmdline=proc.cmdline(),
                               host="127.0.0.1:1", base_url="http://127.0.0.1:1")
@@ -342,7 +344,7 @@ def test_service_unit(sollama, flag, wanted_by):
     assert "[Service]" in text and f"WantedBy={wanted_by}" in text
     exec_line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
     assert exec_line.endswith("start --foreground") and "sollama" in exec_line
-    assert "Environment=SOLLAMA_HOME=" in text
+    assert 'Environment="SOLLAMA_HOME=' in text
 
 
 # -- foreground --------------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ The pid file (`state_dir/server.json`) is the contract other commands read (stat
 `read_pidfile()` returns None when there is no file. A file holding a bare number gives a PidRecord with only
 `pid` set (`problem="bare pid number"`); a file with anything else unreadable gives `pid=0` and `problem` set.
 Neither can ever be verified, so nothing is signalled on their word. `verify()` accepts a process only when the
-pid exists AND its creation time matches within 0.01 s AND its command line is the recorded one.
+pid exists AND its creation time matches within 0.01 s AND its command line is the recorded one AND that command
+line is an `ollama serve`.
 """
 
 from __future__ import annotations
@@ -129,15 +130,29 @@ def remove_pidfile(path: Path | None = None) -> bool:
         return False
 
 
+def is_serve_cmdline(cmdline: list[str]) -> bool:
+    """Whether a command line runs an Ollama server: `serve` as an argument (`/path/ollama serve`, or an
+    interpreter or wrapper running one)."""
+    return "serve" in cmdline[1:]
+
+
 def verify(record: PidRecord | None) -> psutil.Process | None:
-    """The live process the record describes, or None (pid AND creation time AND command line must match)."""
+    """The live daemon the record describes, or None: pid AND creation time AND command line must match, and
+    that command line must be an `ollama serve` (a record naming any other program is never trusted)."""
     if record is None or record.pid <= 0 or record.create_time is None or not record.cmdline:
         return None
+    if not is_serve_cmdline(record.cmdline):
+        return None
+    return _verify_process(record.pid, record.create_time, record.cmdline)
+
+
+def _verify_process(pid: int, create_time: float, cmdline: list[str]) -> psutil.Process | None:
+    """The live process with this pid, creation time (within 0.01 s) and command line, or None."""
     try:
-        proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > CREATE_TIME_TOLERANCE:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
             return None
-        if proc.cmdline() != record.cmdline:
+        if proc.cmdline() != cmdline:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -345,7 +360,7 @@ class ServerProcess:
 
 def terminate_verified(pid: int, create_time: float, cmdline: list[str], timeout: float) -> str | None:
     """Stop a process only if it is still exactly the one seen (pid, creation time, command line)."""
-    proc = verify(PidRecord(pid=pid, create_time=create_time, cmdline=cmdline))
+    proc = _verify_process(pid, create_time, cmdline)
     if proc is None:
         return None
     return ServerProcess(proc).stop(timeout)
@@ -362,31 +377,85 @@ class OrphanRunner:
     cmdline: list[str]
     ppid: int
     rss: int
+    exe: str = ""
 
 
 def _is_ollama_exe(arg0: str, binaries: set[str]) -> bool:
     return os.path.basename(arg0) == "ollama" or arg0 in binaries
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _serves(parent: psutil.Process, runner_exe: str) -> bool | None:
+    """Whether `parent` is the live Ollama server of a runner whose executable is `runner_exe` (Ollama starts
+    runners from its own executable, `os.Executable()`): it runs that same file (however the server was named or
+    linked when started) with the `serve` command. None when that cannot be read (another user's process)."""
+    try:
+        with parent.oneshot():
+            if parent.status() == psutil.STATUS_ZOMBIE:
+                return False
+            exe, cmd = parent.exe(), parent.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    if "serve" not in cmd[1:]:
+        return False
+    return exe == runner_exe or _same_file(exe, runner_exe)
+
+
+def is_orphan_runner(proc: psutil.Process, runner_exe: str) -> bool:
+    """A runner is orphaned when its parent is gone (it was re-parented to PID 1 or a subreaper, neither of which
+    is an Ollama server running its executable) and so no live Ollama serves it. Never decided by the parent's
+    program name: a daemon started through a differently named link or copy still serves its runners."""
+    try:
+        ppid = proc.ppid()
+    except psutil.Error:
+        return False
+    if ppid <= 1:
+        return True
+    try:
+        parent = psutil.Process(ppid)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    return _serves(parent, runner_exe) is False
+
+
 def find_orphan_runners(binaries: set[str] | None = None) -> list[OrphanRunner]:
-    """Runner processes (`<ollama> runner ...`) whose parent is pid 1 or is not an `ollama serve`.
+    """Runner processes (`<ollama> runner ...`) that no live Ollama server serves (see `is_orphan_runner`).
     `binaries` adds executable paths not named `ollama` that count as Ollama."""
     binaries = binaries or set()
     orphans = []
     for proc in psutil.process_iter(["pid", "ppid", "cmdline", "create_time"]):
         info = proc.info
         cmd = info.get("cmdline") or []
-        if len(cmd) < 2 or cmd[1] != "runner" or not _is_ollama_exe(cmd[0], binaries):
+        if len(cmd) < 2 or cmd[1] != "runner":
             continue
-        ppid = int(info.get("ppid") or 0)
-        if ppid > 1:
-            try:
-                parent_cmd = psutil.Process(ppid).cmdline()
-            except psutil.Error:
-                parent_cmd = []
-            if len(parent_cmd) >= 2 and parent_cmd[1] == "serve" and _is_ollama_exe(parent_cmd[0], binaries):
-                continue
+        try:
+            exe = proc.exe()
+        except psutil.Error:
+            continue  # not ours to judge (another user's, or gone)
+        if not (_is_ollama_exe(cmd[0], binaries) or _is_ollama_exe(exe, binaries)):
+            continue
+        if not is_orphan_runner(proc, exe):
+            continue
         with contextlib.suppress(psutil.Error):
-            orphans.append(OrphanRunner(proc.pid, float(info["create_time"]), list(cmd), ppid,
-                                        proc.memory_info().rss))
+            orphans.append(OrphanRunner(proc.pid, float(info["create_time"]), list(cmd), int(info.get("ppid") or 0),
+                                        proc.memory_info().rss, exe))
     return orphans
+
+
+def terminate_orphan(orphan: OrphanRunner, timeout: float) -> str | None:
+    """Stop an orphaned runner only if it is still exactly the process seen (pid, creation time, command line)
+    and still orphaned; None when it was left alone."""
+    proc = _verify_process(orphan.pid, orphan.create_time, orphan.cmdline)
+    if proc is None or not is_orphan_runner(proc, orphan.exe):
+        return None
+    return ServerProcess(proc).stop(timeout)

@@ -323,7 +323,7 @@ def _do_orphans(step: CleanupStep, timeout: float) -> StepOutcome:
     stopped = 0
     freed = 0
     for orphan in step.details:
-        if pf.terminate_verified(orphan.pid, orphan.create_time, orphan.cmdline, timeout) is not None:
+        if pf.terminate_orphan(orphan, timeout) is not None:
             stopped += 1
             freed += orphan.rss
     return StepOutcome("orphans", stopped == len(step.details),

@@ -208,21 +208,49 @@ def plan_launch(settings: Any, *, binary: str | None = None, env_pairs: list[str
                       notes=notes, warnings=warnings, full_env=full)
 
 
+def _unit_safe(what: str, value: str) -> str:
+    """`value` without control characters (a newline would end the unit line: refused, not escaped)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UsageError(f"{what} contains a control character (newline, tab, escape...): {value!r:.80}",
+                         hint="a systemd unit line cannot carry it; use a path or value without one")
+    return value
+
+
+def _systemd_quoted(text: str, *, exec_line: bool = False) -> str:
+    """`text` as one double-quoted systemd word: `%` doubled (specifiers), `\\` and `"` backslash-escaped (C
+    unescaping of quoted words), and in ExecStart `$` doubled (variable expansion)."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if exec_line:
+        text = text.replace("$", "$$")
+    return f'"{text}"'
+
+
+def _plain(arg: str) -> bool:
+    """An ExecStart word that needs no quoting."""
+    return arg != "" and all(c.isalnum() or c in "-_./=:+," for c in arg)
+
+
 def service_unit(*, user: bool, config_path: str | None = None) -> str:
-    """A systemd unit that runs `sollama start --foreground`."""
+    """A systemd unit that runs `sollama start --foreground`. Paths and Environment values are quoted and escaped
+    for systemd (spaces, `%`, `$`, quotes, backslashes); a control character is a usage error."""
     exe = shutil.which("sollama") or str(Path(sys.executable).with_name("sollama"))
     env_lines = []
     for var in ("SOLLAMA_HOME", "SOLLAMA_CONFIG", "SOLLAMA_OLLAMA_BIN", "SOLLAMA_TOOLS"):
         if os.environ.get(var):
-            env_lines.append(f"Environment={var}={os.environ[var]}")
-    start = f"{exe} " + (f"--config {Path(config_path).expanduser().resolve()} " if config_path else "")
+            value = _unit_safe(var, os.environ[var])
+            env_lines.append(f"Environment={_systemd_quoted(f'{var}={value}')}")
+    argv = [_unit_safe("the sollama path", exe)]
+    if config_path:
+        argv += ["--config", _unit_safe("--config", str(Path(config_path).expanduser().resolve()))]
+    argv += ["start", "--foreground"]
+    exec_start = " ".join(a if _plain(a) else _systemd_quoted(a, exec_line=True) for a in argv)
     service = [
         "[Unit]", "Description=Ollama daemon managed by sollama", "After=network-online.target",
-        "Wants=network-online.target", "", "[Service]", "Type=simple", f"ExecStart={start}start --foreground",
+        "Wants=network-online.target", "", "[Service]", "Type=simple", f"ExecStart={exec_start}",
         *env_lines, "Restart=on-failure", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=30",
     ]
     if not user and os.geteuid() != 0:
-        service.append(f"User={getpass.getuser()}")
+        service.append(f"User={_unit_safe('the user name', getpass.getuser())}")
     service += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}", ""]
     return "\n".join(service)
 
