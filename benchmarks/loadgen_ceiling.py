@@ -65,8 +65,9 @@ async def bare_httpx(url: str, concurrency: int, seconds: float) -> tuple[int, i
 
 
 def sollama_runner(port: int, concurrency: int, seconds: float, db: str) -> tuple[int, float]:
-    from ollama_ops.services.bench import BenchConfig, run_bench
-    from ollama_ops.services.bench_runner import LoadSpec
+    from ollama_ops.core.bench.load import LoadSpec
+    from ollama_ops.services.bench.config import BenchConfig
+    from ollama_ops.services.bench.run import run_bench
 
     config = BenchConfig(model="stub-model", base_url=f"http://127.0.0.1:{port}", host=f"127.0.0.1:{port}",
                          load=LoadSpec(concurrency=concurrency, requests=None, duration=seconds, warmup=0),

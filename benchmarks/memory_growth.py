@@ -6,8 +6,8 @@ the slope of RSS over the requests after warm-up (bytes per request).
 
 Target: peak RSS < 150 MB and no growth with the number of requests (slope ≈ 0 beyond noise). Rows go to SQLite
 as the run goes and are dropped; the summary keeps exact samples only up to a bound per metric and then a
-fixed-size histogram (`core/quantiles.py`), the chart series is thinned to a few thousand points, and SQLite's page
-cache is capped at 2 MiB. RSS is sampled at every progress report (every 0.25 s), so a mark reads the first
+fixed-size histogram (`core/bench/quantiles.py`), the chart series is thinned to a few thousand points, and SQLite's
+page cache is capped at 2 MiB. RSS is sampled at every progress report (every 0.25 s), so a mark reads the first
 sample at or past it (its actual request count is shown). `--tracemalloc A B` diffs Python heap snapshots taken at
 A and B requests and prints the biggest growers (it slows the run several times; not for the RSS figures).
 """
@@ -53,8 +53,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.warm is None:
         args.warm = 10_000 if args.requests >= 20_000 else args.requests // 2
-    from ollama_ops.services.bench import BenchConfig, run_bench
-    from ollama_ops.services.bench_runner import LoadSpec
+    from ollama_ops.core.bench.load import LoadSpec
+    from ollama_ops.services.bench.config import BenchConfig
+    from ollama_ops.services.bench.run import run_bench
 
     me = psutil.Process()
     marks = sorted({m for m in MARKS if m <= args.requests} | {args.requests})

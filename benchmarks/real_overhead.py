@@ -27,10 +27,11 @@ def main() -> None:
     parser.add_argument("-n", "--requests", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
+    from ollama_ops.core.bench.load import LoadSpec
     from ollama_ops.core.hosts import parse_host
     from ollama_ops.edges.store import Store
-    from ollama_ops.services.bench import BenchConfig, run_bench
-    from ollama_ops.services.bench_runner import LoadSpec
+    from ollama_ops.services.bench.config import BenchConfig
+    from ollama_ops.services.bench.run import run_bench
 
     url = parse_host(args.host).base_url
     db = Path(tempfile.mkdtemp(prefix="sollama-overhead-")) / "h.db"

@@ -86,9 +86,10 @@ async def bare_loop(url: str, concurrency: int, n: int) -> dict[str, tuple[float
 
 def run_sollama(port: int, c: int, n: int, db: Path) -> tuple[float, float, float, int]:
     """sollama bench medians (TTFT, TPOT), per-request median of TTFT − the stub's own TTFT, requests ok."""
+    from ollama_ops.core.bench.load import LoadSpec
     from ollama_ops.edges.store import Store
-    from ollama_ops.services.bench import BenchConfig, run_bench
-    from ollama_ops.services.bench_runner import LoadSpec
+    from ollama_ops.services.bench.config import BenchConfig
+    from ollama_ops.services.bench.run import run_bench
 
     config = BenchConfig(model="stub-model", base_url=f"http://127.0.0.1:{port}", host=f"127.0.0.1:{port}",
                          load=LoadSpec(concurrency=c, requests=n, warmup=c), max_tokens=64, timeout=30,

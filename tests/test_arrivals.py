@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_ops.core.arrivals import arrival_offsets, schedule
+from ollama_ops.core.bench.arrivals import arrival_offsets, schedule
 
 
 @pytest.mark.parametrize("seed", [0, 1, 42])

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_ops.bench_model import RequestRecord
-from ollama_ops.core.bench_metrics import (
+from ollama_ops.core.bench.metrics import (
     SLO,
     MetricsAccumulator,
     meets_slo,
@@ -18,6 +17,7 @@ from ollama_ops.core.bench_metrics import (
     request_latencies,
     tpot,
 )
+from ollama_ops.core.bench.records import RequestRecord
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -142,7 +142,7 @@ def test_summary_without_slo_or_requests() -> None:
     (0.1, 0.2, 1.0, 1.2999, 0.0),   # rounding never makes a negative wait
 ])
 def test_runner_wait_is_the_part_of_total_no_server_timer_covers(load, prompt, evl, total, wait):
-    from ollama_ops.core.bench_metrics import request_parts
+    from ollama_ops.core.bench.metrics import request_parts
 
     parts = request_parts(load, prompt, evl, total, 0.002)
     assert parts["wait"] == pytest.approx(wait)
@@ -150,7 +150,7 @@ def test_runner_wait_is_the_part_of_total_no_server_timer_covers(load, prompt, e
 
 
 def test_breakdown_shares_of_a_queued_request_add_up_to_its_e2el():
-    from ollama_ops.core.bench_metrics import request_parts, server_breakdown
+    from ollama_ops.core.bench.metrics import request_parts, server_breakdown
 
     parts = {k: [v] for k, v in request_parts(0.05, 0.2, 1.0, 2.5, 0.01).items()}
     b = server_breakdown(parts, [2.51])
@@ -176,7 +176,7 @@ def test_long_run_summary_matches_the_exact_figures(requests: int) -> None:
     """Past the exact limit the sketches take over: percentiles within 0.1 %, n/mean/min/max exact."""
     import random
 
-    from ollama_ops.core.bench_metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
+    from ollama_ops.core.bench.metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
     from ollama_ops.core.stats import describe
 
     rng = random.Random(requests)
@@ -211,7 +211,7 @@ def test_long_run_summary_matches_the_exact_figures(requests: int) -> None:
 def test_chart_series_is_bounded_and_spread_over_the_run() -> None:
     import random
 
-    from ollama_ops.core.bench_metrics import SERIES_POINTS
+    from ollama_ops.core.bench.metrics import SERIES_POINTS
 
     rng = random.Random(3)
     acc = MetricsAccumulator()

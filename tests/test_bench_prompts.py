@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ollama_ops.core.prompts import (
+from ollama_ops.core.bench.prompts import (
     BUILTIN_SETS,
     PromptItem,
     builtin_prompts,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_ops.services.bench_runner import LoadSpec
-from ollama_ops.services.bench_sweep import SweepStep, _knee, sweep_loads
+from ollama_ops.core.bench.load import LoadSpec
+from ollama_ops.core.bench.sweep import SweepStep, sweep_loads
+from ollama_ops.core.bench.sweep import knee as _knee
 
 
 def test_concurrency_doubles_up_to_the_cap() -> None:

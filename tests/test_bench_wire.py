@@ -1,4 +1,4 @@
-"""The bench's raw-asyncio HTTP/1.1 client (`services/bench_wire.py`): against the stub (every fault kind,
+"""The bench's raw-asyncio HTTP/1.1 client (`client/wire.py`): against the stub (every fault kind,
 keep-alive reuse) and fed byte by byte through a fake transport (chunked decoding split at awkward boundaries)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ollama_ops.services.bench_wire import Failure, WireClient, WireConnection
+from ollama_ops.client.wire import Failure, WireClient, WireConnection
 
 BODY = b'{"model":"stub-model","prompt":"hi","stream":true}'
 
@@ -354,9 +354,11 @@ def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, sc
     """The Runner's aiohttp path shares the line splitter with the wire client: same records, same error kinds."""
     from types import SimpleNamespace
 
-    from ollama_ops.core.prompts import PromptItem, plan_payloads
-    from ollama_ops.services.bench_runner import LoadSpec, Runner
-    from ollama_ops.services.bench_session import open_session
+    from ollama_ops.client.wire_aio import AiohttpTransport
+    from ollama_ops.core.bench.load import LoadSpec
+    from ollama_ops.core.bench.prompts import PromptItem, plan_payloads
+    from ollama_ops.services.bench.runner import Runner
+    from ollama_ops.services.bench.session import open_session
 
     stub.configure(tokens=4, token_delay=0.002, **script)
     plan = plan_payloads([PromptItem(prompt="hi")], model="stub-model", api="generate", max_tokens=None)
@@ -364,7 +366,7 @@ def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, sc
 
     async def main() -> None:
         async with open_session(SimpleNamespace(base_url=stub.url, timeout=5, connect_timeout=2)) as session:
-            runner = Runner(session, "/api/generate", plan, records.append)
+            runner = Runner(AiohttpTransport(session), "/api/generate", plan, records.append)
             await runner.run_phase(0, LoadSpec(concurrency=1, requests=3), 3, None, warmup=False)
 
     _run(main())

@@ -94,7 +94,7 @@ def test_lock_file_no_one_holds_is_removed(sollama, host):
 
 def test_prune_history_older_than(sollama, host):
     from ollama_ops import paths
-    from ollama_ops.bench_model import RunMeta
+    from ollama_ops.core.bench.records import RunMeta
     from ollama_ops.edges.store import Store
 
     with Store(paths.history_db()) as store:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ollama_ops import paths
-from ollama_ops.bench_model import RequestRecord, RunMeta
+from ollama_ops.core.bench.records import RequestRecord, RunMeta
 from ollama_ops.edges.store import Store
 from ollama_ops.errors import SollamaError
 from tests.lifecycle_helpers import free_host, wait_for

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ollama_ops.core.quantiles import EvenSample, LogHistogram, QuantileSketch, relative_error
+from ollama_ops.core.bench.quantiles import EvenSample, LogHistogram, QuantileSketch, relative_error
 from ollama_ops.core.stats import describe, percentile
 
 PERCENTS = (0, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)

@@ -87,8 +87,9 @@ def test_sweep_json_of_report_run(sollama):
 
 
 def test_bench_charts_draw_a_bench_result():
-    from ollama_ops.core.bench_metrics import MetricsAccumulator
-    from ollama_ops.services.bench import BenchResult, BenchSeries, SweepResult, SweepStep
+    from ollama_ops.core.bench.metrics import MetricsAccumulator
+    from ollama_ops.core.bench.sweep import SweepResult, SweepStep
+    from ollama_ops.services.bench.result import BenchResult, BenchSeries
 
     rng = random.Random(0)
     send = [i * 0.2 for i in range(40)]

@@ -66,10 +66,11 @@ def bench(
     """
     from ollama_ops.errors import Interrupted, ServerUnreachable
     from ollama_ops.render.bench import BenchProgress, live_enabled, render_bench
-    from ollama_ops.services import bench as svc
+    from ollama_ops.services.bench.config import build_config
+    from ollama_ops.services.bench.run import run_bench
 
     obj = use(ctx, json=json)
-    config = svc.build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
+    config = build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
                               max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
                               seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
                               timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max)
@@ -79,9 +80,9 @@ def bench(
         check_target(html)
     if live_enabled(obj.err):
         with BenchProgress(obj.err) as live:
-            result = svc.run_bench(config, on_progress=live.update)
+            result = run_bench(config, on_progress=live.update)
     else:
-        result = svc.run_bench(config)
+        result = run_bench(config)
     obj.emit(result, render_bench)
     if report and not obj.json:
         from ollama_ops.render.charts import bench_charts

@@ -29,23 +29,25 @@ if TYPE_CHECKING:
 
 class ReportGroup(TyperGroup):
     """A group whose callback takes positional run selectors: a subcommand is chosen only by its exact name in
-    the first position; anything else (a run id, options) goes to the callback."""
+    the first position; anything else (a run id, options) goes to the callback.
+
+    Only public click API: when the first word names a subcommand, the callback's positional argument is left out
+    of the parse (so click's own group parsing hands that word to the subcommand); otherwise options and run ids
+    may be interspersed (`report 3 --format md`)."""
+
+    _SUBCOMMAND = "sollama.report.subcommand"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] in self.commands:
-            click.Command.parse_args(self, ctx, [])
-            # what click.Group.parse_args sets (click >= 8.2 keeps it in `_protected_args`)
-            setattr(ctx, "_protected_args" if hasattr(ctx, "_protected_args") else "protected_args", args[:1])
-            ctx.args = args[1:]
-            return ctx.args
-        ctx.allow_interspersed_args = True  # `report 3 --format md`
+        ctx.meta[self._SUBCOMMAND] = bool(args) and args[0] in self.commands
+        if not ctx.meta[self._SUBCOMMAND]:
+            ctx.allow_interspersed_args = True
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = super().get_params(ctx)
-        if ctx.command is not self:
-            # asked for a subcommand's usage line (click passes the child context): "sollama report export RUN",
-            # not "sollama report [RUN …] export RUN"
+        # Asked for a subcommand's usage line (click passes the child context: "sollama report export RUN", not
+        # "sollama report [RUN …] export RUN"), or parsing a subcommand's call: no run selectors.
+        if ctx.command is not self or ctx.meta.get(self._SUBCOMMAND):
             return [p for p in params if not isinstance(p, click.Argument)]
         return params
 

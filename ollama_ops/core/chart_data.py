@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ollama_ops.core.quantiles import EvenSample
+from ollama_ops.core.bench.quantiles import EvenSample
 
 MAX_BINS = 40
 

@@ -73,6 +73,11 @@ def percentile(values: Sequence[float], p: float) -> float:
     return percentile_sorted(sorted(values), p)
 
 
+def median(values: Sequence[float]) -> float | None:
+    """The median (the 50th `percentile`), or None for no values."""
+    return percentile(values, 50) if values else None
+
+
 def describe(values: Sequence[float]) -> Distribution | None:
     """n, mean, min, p50/p90/p95/p99, max of `values`; None when there are none."""
     if not values:

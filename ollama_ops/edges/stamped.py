@@ -10,7 +10,7 @@ the first packets after timestamping is switched on, a stamp that a clock step m
 the time of the read, as with any asyncio transport; ``counts`` tallies reads as [kernel-stamped, read-time]
 (a list that several transports may share).
 
-Only what the bench client (`services.bench_wire`) and the protocol stub need: write (buffered when the socket
+Only what the bench client (`client.wire`) and the protocol stub need: write (buffered when the socket
 is full), close (after flushing), abort, EOF and error handling, `get_extra_info("socket")`. No write flow
 control (both peers write small amounts or read promptly).
 """

@@ -18,7 +18,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ollama_ops.bench_model import RequestRecord, RunMeta, RunRecord
+from ollama_ops.core.bench.records import RequestRecord, RunMeta, RunRecord
 from ollama_ops.errors import SollamaError
 
 __all__ = ["RequestRecord", "RunMeta", "RunRecord", "Store", "UsageRow", "SCHEMA_VERSION"]

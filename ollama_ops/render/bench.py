@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ollama_ops.core.bench.load import describe_load
 from ollama_ops.core.units import format_seconds
 from ollama_ops.render.console import display_warning
 
@@ -22,17 +23,6 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value * 100:.1f}%"
 
 
-def _load_text(load: dict[str, Any]) -> str:
-    if load.get("rate"):
-        text = f"rate {load['rate']:g}/s ({load.get('arrival') or 'poisson'})"
-        if load.get("max_concurrency"):
-            text += f", max concurrency {load['max_concurrency']}"
-    else:
-        text = f"concurrency {load.get('concurrency')}"
-    size = f"{load['requests']} requests" if load.get("duration") is None else f"{load['duration']:g} s"
-    return f"{text}, {size}, warm-up {load.get('warmup', 0)}"
-
-
 def render_bench(console: Console, result: Any) -> None:
     """The run's figures: throughput, latency distributions (ms), server breakdown, SLO, sweep steps."""
     s = result.summary
@@ -43,7 +33,7 @@ def render_bench(console: Console, result: Any) -> None:
         ("run", f"#{result.run_id} ({result.status})" + (f" label {result.label}" if result.label else "")),
         ("model", f"{result.model} @ {result.host}" + (f" (Ollama {result.ollama_version})"
                                                         if result.ollama_version else "")),
-        ("load", _load_text(result.load) + f", api {result.api}"),
+        ("load", f"{describe_load(result.load)}, warm-up {result.load.get('warmup', 0)}, api {result.api}"),
         ("requests", f"{s.requests_ok} ok, {s.requests_failed} failed" + (
             " (" + ", ".join(f"{k} ×{n}" for k, n in s.errors.items()) + ")" if s.errors else "")),
         ("duration", format_seconds(s.duration_s)),

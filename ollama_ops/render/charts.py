@@ -99,7 +99,7 @@ def run_charts(console: Console, run_detail: Any) -> None:
 
 
 def bench_charts(console: Console, bench_result: Any) -> None:
-    """Charts of a fresh run (`services.bench.BenchResult`), for `sollama bench --report`: its latency charts
+    """Charts of a fresh run (`services.bench.result.BenchResult`), for `sollama bench --report`: its latency charts
     and, for a sweep, throughput vs load over the steps."""
     series = bench_result.series
     latency_charts(console, series.ttft_s, series.e2el_s, series.send_s, series.e2el_s)

@@ -8,17 +8,19 @@ request move together; that is why it is not gated by default. A verdict needs `
 a side (5 for a median, 10 for p90); below that a metric reads "n/a" and the comparison says so.
 
 Selectors: a run id ("12") or "label:NAME" (every finished run with that label, pooled). Defaults: the candidate
-is the latest run, the base the previous run with the same model, api and load shape (`report.load_key`).
+is the latest run, the base the previous run with the same model, api and load shape (`core.bench.load.load_key`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from ollama_ops.core.bench.load import describe_load, load_key
 from ollama_ops.core.stats import (
     Change,
+    Verdict,
     bootstrap_change,
     bootstrap_ratio_change,
     compute,
@@ -27,7 +29,7 @@ from ollama_ops.core.stats import (
     verdict,
 )
 from ollama_ops.errors import ConfigError, UsageError
-from ollama_ops.services.report import RunFigures, describe_load, load_key, metric_samples, pooled_figures
+from ollama_ops.services.report import RunFigures, metric_samples, pooled_figures
 
 if TYPE_CHECKING:
     from ollama_ops.edges.store import RequestRecord, RunRecord, Store
@@ -77,7 +79,7 @@ class MetricComparison:
     base: float | None
     candidate: float | None
     change: Change | None
-    verdict: str         # "improved" | "regressed" | "no change" | "n/a" (no data, or too few samples)
+    verdict: Verdict | Literal["n/a"]  # "n/a": no data, or too few samples
     base_n: int = 0
     candidate_n: int = 0
     min_n: int = 0       # samples per side a verdict needs (`core.stats.min_samples`)

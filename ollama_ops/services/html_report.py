@@ -125,7 +125,7 @@ def _over_time_chart(ok: list[RequestRecord], start: float) -> Chart:
 
 
 def _breakdown_chart(ok: list[RequestRecord], start: float) -> Chart | None:
-    from ollama_ops.core.bench_metrics import BREAKDOWN_LABELS, request_parts
+    from ollama_ops.core.bench.metrics import BREAKDOWN_LABELS, request_parts
 
     rows = sorted((r for r in ok if r.total_s and r.e2el), key=lambda r: r.send_time)
     if not rows:
@@ -165,8 +165,10 @@ def _run_charts(requests: list[RequestRecord]) -> list[Chart]:
 
 def sweep_rows(store: Store, run: RunRecord) -> tuple[list[SweepRow], dict[str, float]]:
     """The steps of the sweep `run` belongs to, with the knee marked by the rule the sweep used, and its SLO."""
-    from ollama_ops.services.bench_sweep import SLO_ATTAINMENT_TARGET, SweepStep, _knee
-    from ollama_ops.services.report import describe_load, figures
+    from ollama_ops.core.bench.load import describe_load
+    from ollama_ops.core.bench.sweep import SLO_ATTAINMENT_TARGET, SweepStep
+    from ollama_ops.core.bench.sweep import knee as _knee
+    from ollama_ops.services.report import figures
 
     rows: list[SweepRow] = []
     steps: list[SweepStep] = []

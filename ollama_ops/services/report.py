@@ -16,15 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ollama_ops.core.stats import Distribution, describe, percentile
+from ollama_ops.core.bench.load import describe_load
+from ollama_ops.core.stats import Distribution, describe, median
 from ollama_ops.errors import SollamaError
 
 if TYPE_CHECKING:
     from ollama_ops.edges.store import RequestRecord, RunRecord, Store, UsageRow
-
-# Load settings that size a run rather than shape its load: runs differing only in these are comparable.
-SIZE_KEYS = frozenset({"requests", "duration", "warmup", "seed", "timeout", "label"})
-
 
 @dataclass
 class RunFigures:
@@ -172,15 +169,15 @@ def figures(requests: Sequence[RequestRecord]) -> RunFigures:
             fig.request_rate = len(ok) / fig.duration_s
             fig.output_throughput = sum(r.output_tokens for r in ok) / fig.duration_s
     samples = metric_samples(ok)
-    fig.ttft_p50 = _median(samples["ttft"])
-    fig.tpot_p50 = _median(samples["tpot"])
-    fig.e2el_p50 = _median(samples["e2el"])
+    fig.ttft_p50 = median(samples["ttft"])
+    fig.tpot_p50 = median(samples["tpot"])
+    fig.e2el_p50 = median(samples["e2el"])
     return fig
 
 
 def breakdown(requests: Sequence[RequestRecord]) -> list[BreakdownPart]:
     """Where the time of the successful requests went (requests without the server's timings are skipped)."""
-    from ollama_ops.core.bench_metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
+    from ollama_ops.core.bench.metrics import BREAKDOWN_LABELS, request_parts, server_breakdown
 
     rows = [r for r in requests if r.ok and not r.warmup and r.total_s and r.e2el]
     parts: dict[str, list[float]] = {key: [] for key in BREAKDOWN_LABELS}
@@ -208,34 +205,6 @@ def pooled_figures(runs: Sequence[Sequence[RequestRecord]]) -> RunFigures:
     return pooled
 
 
-def _median(values: Sequence[float]) -> float | None:
-    return percentile(values, 50) if values else None
-
-
-def describe_load(load: dict[str, Any]) -> str:
-    """A short text for the load settings: 'c=4', 'rate=2/s poisson', with the request count."""
-    parts = []
-    if load.get("rate"):
-        parts.append(f"rate={load['rate']:g}/s" + (f" {load['arrival']}" if load.get("arrival") else ""))
-        if load.get("max_concurrency"):
-            parts.append(f"max_c={load['max_concurrency']}")
-    elif load.get("concurrency") is not None:
-        parts.append(f"c={load['concurrency']}")
-    if load.get("requests"):
-        parts.append(f"n={load['requests']}")
-    elif load.get("duration"):
-        parts.append(f"{load['duration']:g}s")
-    if load.get("max_tokens"):
-        parts.append(f"max_tokens={load['max_tokens']}")
-    return " ".join(parts) or "-"
-
-
-def load_key(run: RunRecord) -> tuple[Any, ...]:
-    """What must match for two runs to be comparable by default: model, api and the shape of the load."""
-    shape = sorted((k, repr(v)) for k, v in (run.load or {}).items() if k not in SIZE_KEYS)
-    return (run.model, run.api, tuple(shape))
-
-
 # -- list / show -----------------------------------------------------------------------------------------------
 
 def list_runs(store: Store, *, last: int | None = None, label: str | None = None,
@@ -251,7 +220,7 @@ def list_runs(store: Store, *, last: int | None = None, label: str | None = None
 
 
 def summary_figures(summary: dict[str, Any]) -> RunFigures | None:
-    """Key figures from a stored bench summary (`core.bench_metrics.BenchSummary` as a dict), so that listing
+    """Key figures from a stored bench summary (`core.bench.metrics.BenchSummary` as a dict), so that listing
     many long runs does not read every request row; None when the summary lacks them."""
     try:
         def p50(name: str) -> float | None:
@@ -308,8 +277,8 @@ def usage_summary(store: Store, *, since: float | None = None, model: str | None
         models.append(ModelUsage(model=name, requests=len(rows), ok=len(ok), errors=len(rows) - len(ok),
                                  prompt_tokens=sum(r.prompt_tokens for r in rows),
                                  eval_tokens=sum(r.eval_tokens for r in rows),
-                                 median_total_s=_median([r.total_s for r in ok if r.total_s]),
-                                 median_eval_rate=_median(rates)))
+                                 median_total_s=median([r.total_s for r in ok if r.total_s]),
+                                 median_eval_rate=median(rates)))
     return UsageSummary(since=since, model=model, models=models, requests=sum(m.requests for m in models))
 
 
@@ -350,7 +319,7 @@ def export_rows(store: Store, run_id: int) -> list[list[Any]]:
     for r in store.requests(run_id, include_warmup=True):
         rows.append([run_id, r.idx, int(r.warmup), f"{r.send_time:.6f}", int(r.ok), r.ttft, r.tpot, r.e2el,
                      r.output_tokens, r.output_tokens_source, r.prompt_tokens, r.load_s, r.prompt_eval_s,
-                     r.eval_s, r.total_s, r.queue_s, len(r.itl), _median(r.itl), r.error_kind, r.error])
+                     r.eval_s, r.total_s, r.queue_s, len(r.itl), median(r.itl), r.error_kind, r.error])
     return rows
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Any
 
-from ollama_ops.core.quantiles import EvenSample, QuantileSketch
-from ollama_ops.core.stats import Distribution, percentile
+from ollama_ops.core.bench.quantiles import EvenSample, QuantileSketch
+from ollama_ops.core.stats import Distribution, median
 from ollama_ops.core.units import parse_duration
 
 SLO_METRICS = ("ttft", "tpot", "e2el")
@@ -152,8 +152,9 @@ def server_breakdown(parts: Mapping[str, Sequence[float]], e2el: Sequence[float]
     fields_: dict[str, float] = {}
     for key in BREAKDOWN_LABELS:
         values = parts[key]
-        fields_[f"{key}_s"] = _median(values)
-        fields_[f"{key}_share"] = _median([v / e for v, e in zip(values, e2el, strict=True) if e])
+        mid, share = median(values), median([v / e for v, e in zip(values, e2el, strict=True) if e])
+        fields_[f"{key}_s"] = math.nan if mid is None else mid
+        fields_[f"{key}_share"] = math.nan if share is None else share
     return ServerBreakdown(**fields_)
 
 
@@ -179,10 +180,6 @@ class BenchSummary:
     slo: dict[str, float] = field(default_factory=dict)
     goodput: float | None = None
     slo_attainment: float | None = None
-
-
-def _median(values: Sequence[float]) -> float:
-    return percentile(values, 50) if values else math.nan
 
 
 # One row of MetricsAccumulator's pending buffer: send offset, TTFT, E2EL, TPOT, the parts, their shares (NaN when
@@ -224,7 +221,7 @@ class MetricsAccumulator:
         self._sinks = [self.ttft, self.e2el, self.tpot, *self.parts.values(), *self.shares.values()]
 
     def add(self, record: Any, send_offset: float = 0.0) -> None:
-        """Add one request (a `bench_model.RequestRecord` or anything with its fields)."""
+        """Add one request (a `records.RequestRecord` or anything with its fields)."""
         if not record.ok:
             self.failed += 1
             kind = record.error_kind or "error"

@@ -1,4 +1,5 @@
-"""What a bench run needs around its hot loop: the aiohttp session, a preflight check, and machine facts."""
+"""What a bench run needs around its hot loop: the aiohttp session, a preflight check, the transport for the
+measured requests, and machine facts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Any
 import aiohttp
 
 from ollama_ops.client.protocol import unreachable
+from ollama_ops.client.transport import Transport
+from ollama_ops.client.wire import WireClient
+from ollama_ops.client.wire_aio import AiohttpTransport
 from ollama_ops.errors import ModelNotFound, RequestTimeout
+from ollama_ops.services.models import closest_names, normalize_name
 
 
 @contextlib.asynccontextmanager
@@ -22,10 +27,6 @@ async def open_session(config: Any) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(config.base_url, connector=connector, timeout=timeout,
                                      auto_decompress=False, skip_auto_headers=("Accept-Encoding",)) as session:
         yield session
-
-
-def _normalize(name: str) -> str:
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> dict[str, Any]:
@@ -45,13 +46,18 @@ async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> di
         names = {}
         for entry in tags:
             name = str(entry.get("name") or entry.get("model") or "")
-            names[_normalize(name)] = entry.get("digest")
-        if _normalize(model) not in names:
-            from ollama_ops.services.models import closest_names
-
+            names[normalize_name(name)] = entry.get("digest")
+        if normalize_name(model) not in names:
             raise ModelNotFound(model, installed=closest_names(model, sorted(names)))
-        digest = names[_normalize(model)]
+        digest = names[normalize_name(model)]
     return {"version": version, "digest": digest}
+
+
+def open_transport(config: Any, session: aiohttp.ClientSession) -> Transport:
+    """The raw wire client for a plain http:// server (kernel-clocked chunks); the aiohttp path over `session`
+    for anything else (https://)."""
+    client = WireClient.for_url(config.base_url, config.timeout, config.connect_timeout)
+    return client if client is not None else AiohttpTransport(session)
 
 
 def _cpu_model() -> str:

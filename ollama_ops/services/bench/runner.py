@@ -1,16 +1,12 @@
 """The bench's hot path: send streamed requests under a closed or open loop and time every chunk.
 
-On a plain http:// server the measured requests go over `bench_wire` (raw asyncio protocol: the send time is read
-at `transport.write`, each chunk is clocked in `data_received`); the aiohttp path below remains for https:// and
-for callers that give the Runner no wire client.
+Each request goes over one `client.transport.Transport`: on a plain http:// server the raw asyncio client (the send
+time is read at the socket write, each chunk is clocked by the kernel's receive timestamp), on https:// the
+aiohttp path beside it. Both hand back the final object or raise a `Failure` with the request's error kind.
 
-Kept lean on purpose (the load generator must not be the bottleneck): bodies are pre-serialized, the response is
-read with `iter_any` and split into lines here, and a streaming chunk is recognised by its bytes; only the final
-line, error lines and anything unusual go through `json.loads`. Each finished request becomes one
-`RequestRecord` handed to `sink`; cancelled in-flight requests (Ctrl-C, dead server) are not recorded.
-
-aiohttp path (https:// only): the send time is the clock read before `session.post`; on Python < 3.12 aiohttp
-writes the request a loop turn later, so TTFT there reads 0.4 ms (concurrency 1) to ~2 ms (concurrency 32) high.
+Kept lean on purpose (the load generator must not be the bottleneck): bodies are pre-serialized and each finished
+request becomes one `RequestRecord` handed to `sink` on the next loop turn, off the critical path; cancelled
+in-flight requests (Ctrl-C, dead server) are not recorded.
 """
 
 from __future__ import annotations
@@ -18,41 +14,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from ollama_ops.bench_model import RequestRecord
-from ollama_ops.client.protocol import error_message
-from ollama_ops.core.arrivals import arrival_offsets
-from ollama_ops.core.bench_metrics import queue_overhead
+from ollama_ops.client.transport import Failure, Transport
+from ollama_ops.core.bench.arrivals import arrival_offsets
+from ollama_ops.core.bench.load import LoadSpec
+from ollama_ops.core.bench.metrics import queue_overhead, request_latencies
+from ollama_ops.core.bench.prompts import PayloadPlan
+from ollama_ops.core.bench.records import RequestRecord
 from ollama_ops.core.ndjson import NS
-from ollama_ops.core.prompts import PayloadPlan
-from ollama_ops.services.bench_wire import Failure as _Failure
-from ollama_ops.services.bench_wire import WireClient, feed_lines, slow_line
-from ollama_ops.services.bench_wire import status_kind as _status_kind
 
-_HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
 DEAD_AFTER_CONNECT_FAILURES = 3
-
-
-@dataclass
-class LoadSpec:
-    """How much load, and of which shape."""
-
-    concurrency: int = 1
-    rate: float | None = None  # open loop when set
-    arrival: str = "poisson"
-    max_concurrency: int | None = None
-    requests: int | None = 20
-    duration: float | None = None
-    warmup: int = 0
-    seed: int | None = 0
-
-    @property
-    def open_loop(self) -> bool:
-        return self.rate is not None
 
 
 def _seconds(value: Any) -> float | None:
@@ -61,13 +33,11 @@ def _seconds(value: Any) -> float | None:
 
 
 class Runner:
-    """Runs the phases of one bench run: measured requests on `wire` (raw asyncio, plain http://) when given,
-    else on the aiohttp session."""
+    """Runs the phases of one bench run, every request over `transport`."""
 
-    def __init__(self, session: aiohttp.ClientSession, path: str, plan: PayloadPlan,
-                 sink: Callable[[RequestRecord], None], wire: WireClient | None = None) -> None:
-        self.session = session
-        self.wire = wire
+    def __init__(self, transport: Transport, path: str, plan: PayloadPlan,
+                 sink: Callable[[RequestRecord], None]) -> None:
+        self.transport = transport
         self.path = path
         self.plan = plan
         self.sink = sink
@@ -179,40 +149,29 @@ class Runner:
         body = self.plan.body(idx)
         times: list[float] = []
         final: dict[str, Any] | None = None
-        error: _Failure | None = None
+        error: Failure | None = None
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
         send = time.perf_counter()
         if not warmup and self.first_send is None:
             self.first_send = send
-        sent = [send]  # the wire client replaces it with the time of the request's socket write
+        sent = [send]  # the transport replaces it with the time of the request's socket write
         try:
-            if self.wire is not None:
-                final = await self.wire.exchange(self.path, body, times, sent)
-            else:
-                final = await self._exchange(body, times)
+            final = await self.transport.exchange(self.path, body, times, sent)
             self.connect_failures = 0
-        except _Failure as exc:
+        except Failure as exc:
             error = exc
-            if exc.kind == "connect":
-                self.connect_failures += 1
-                if self.connect_failures >= DEAD_AFTER_CONNECT_FAILURES:
-                    self.stop("server unreachable")
-        except aiohttp.ClientConnectorError as exc:
-            error = _Failure("connect", f"cannot connect: {exc}")
+        except TimeoutError:
+            error = Failure("timeout", "no complete answer within the per-request timeout")
+        except ConnectionError as exc:
+            error = Failure("disconnect", f"connection broke mid-stream ({type(exc).__name__})")
+        finally:
+            self.in_flight -= 1
+        if error is not None and error.kind == "connect":
             self.connect_failures += 1
             if self.connect_failures >= DEAD_AFTER_CONNECT_FAILURES:
                 self.stop("server unreachable")
-        except TimeoutError:
-            error = _Failure("timeout", "no complete answer within the per-request timeout")
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                ConnectionError) as exc:
-            error = _Failure("disconnect", f"connection broke mid-stream ({type(exc).__name__})")
-        except aiohttp.ClientError as exc:
-            error = _Failure("disconnect", f"{type(exc).__name__}: {exc}")
-        finally:
-            self.in_flight -= 1
         end = time.perf_counter()
         if not warmup:
             self.last_end = end
@@ -220,7 +179,7 @@ class Runner:
         self._loop.call_soon(self._finish, idx, warmup, sent[0], times, final, error)
 
     def _finish(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
-                error: _Failure | None) -> None:
+                error: Failure | None) -> None:
         try:
             self.sink(self._record(idx, warmup, send, times, final, error))
         except Exception as exc:  # noqa: BLE001 - e.g. the store failed: end the run, re-raised by run_phase
@@ -228,31 +187,12 @@ class Runner:
                 self.sink_error = exc
             self.stop("sink failed")
 
-    async def _exchange(self, body: bytes, times: list[float]) -> dict[str, Any]:
-        """POST one request and collect the arrival times of text chunks; returns the final object."""
-        async with self.session.post(self.path, data=body, headers=_HEADERS) as resp:
-            if resp.status >= 400:
-                raw = await resp.read()
-                raise _Failure(_status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
-            rest = b""
-            async for data in resp.content.iter_any():
-                rest, final = feed_lines(rest, data, time.perf_counter(), times)
-                if final is not None:
-                    return final
-            if rest.strip():
-                final = slow_line(rest, time.perf_counter(), times)
-                if final is not None:
-                    return final
-        raise _Failure("disconnect", "the stream ended before its final chunk")
-
     def _record(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
-                error: _Failure | None) -> RequestRecord:
+                error: Failure | None) -> RequestRecord:
         send_epoch = self.epoch0 + (send - self.perf0)
-        ttft = times[0] - send if times else None
-        e2el = times[-1] - send if times else None
-        itl = [b - a for a, b in zip(times, times[1:], strict=False)]
+        ttft, e2el, itl = request_latencies(send, times)
         if error is not None or final is None:
-            failure = error or _Failure("malformed", "no final chunk")
+            failure = error or Failure("malformed", "no final chunk")
             return RequestRecord(idx=idx, send_time=send_epoch, ok=False, warmup=warmup, ttft=ttft, e2el=e2el,
                                  itl=itl, output_tokens=len(times), output_tokens_source="chunks",
                                  error_kind=failure.kind, error=str(failure))

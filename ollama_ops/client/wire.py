@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 client on raw asyncio for the bench's measured requests (plain http:// only).
+"""The bench's `Transport` (`client.transport`) for plain http://: a minimal HTTP/1.1 client on raw asyncio (the
+https:// one, over aiohttp, is `client.wire_aio`).
 
 Why not aiohttp here: on Python < 3.12 aiohttp writes a request from a task of its own on a later loop turn, and a
 chunk's arrival can only be clocked when the reading task resumes, after every callback already queued; at
@@ -9,90 +10,27 @@ per body) go out in one socket write and the send time is read right before it; 
 lines, and every text line is stamped with the time its bytes reached this host: the kernel's receive timestamp
 where there is one (Linux), so a chunk that waited in the socket while the loop served 31 other streams is not
 clocked late; otherwise the `perf_counter()` of the read. One Future per request carries the final object or a
-`Failure` with the same kinds the aiohttp path reports:
-
-connect (refused / connect timeout) · timeout (no complete answer within the per-request timeout, e.g. a stall) ·
-disconnect (closed mid-body, or an unreadable HTTP answer) · http_NNN / model_not_found (status ≥ 400, with the
-body's error text) · malformed (a line that is not a JSON object) · server_error (an `{"error": …}` line).
+`Failure` with the same kinds the aiohttp path reports (listed in `client.transport`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from ollama_ops.client.protocol import error_message
-from ollama_ops.core.ndjson import chunk_text
+from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
 from ollama_ops.edges.stamped import StampedTransport, open_stamped
 
-DONE_FALSE = b'"done":false'
-EMPTY_RESPONSE = b'"response":""'
-EMPTY_CONTENT = b'"content":""'
-THINKING = b'"thinking":"'
 _ERROR_BODY_CAP = 64 * 1024
 _HEAD_CAP = 64 * 1024
 _LINE_CAP = 4096  # a chunk-size or trailer line longer than this is not HTTP
 
 # parser states
 _HEAD, _SIZE, _DATA, _CRLF, _TRAILER, _LENGTH, _UNTIL_CLOSE = range(7)
-
-
-class Failure(Exception):
-    """A request that did not complete; `kind` is the error kind stored with its record."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def status_kind(status: int, body: bytes) -> str:
-    if status == 404 and b"not found" in body:
-        return "model_not_found"
-    return f"http_{status}"
-
-
-def slow_line(line: bytes, now: float, times: list[float]) -> dict[str, Any] | None:
-    """A line the byte test did not settle: the final object (returned), a text chunk (timed), an empty line, or
-    a failure (raised)."""
-    if not line.strip():
-        return None
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        shown = line.decode("utf-8", "replace").strip()[:80]
-        raise Failure("malformed", f"malformed line in the stream: {shown!r}")
-    if "error" in obj:
-        raise Failure("server_error", f"server error: {obj['error']}")
-    text, thinking = chunk_text(obj)
-    if text or thinking:
-        times.append(now)
-    return obj if obj.get("done") else None
-
-
-def feed_lines(rest: bytes, data: bytes, now: float, times: list[float]) -> tuple[bytes, dict[str, Any] | None]:
-    """Split `rest + data` into NDJSON lines: each text chunk's arrival (`now`) goes to `times`; returns the
-    incomplete last line and the first final object among them (None if none). Both bench paths use it."""
-    lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
-    rest = lines.pop()
-    final = None
-    append = times.append
-    for line in lines:
-        # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
-        if DONE_FALSE in line and not line.startswith(b'{"error"'):
-            if (EMPTY_RESPONSE in line or EMPTY_CONTENT in line) and THINKING not in line:
-                continue
-            append(now)
-            continue
-        obj = slow_line(line, now, times)
-        if obj is not None and final is None:
-            final = obj
-    return rest, final
 
 
 class WireConnection(asyncio.Protocol):
@@ -361,7 +299,10 @@ class WireConnection(asyncio.Protocol):
 
 
 class WireClient:
-    """A pool of keep-alive `WireConnection`s to one http:// server (grows to the concurrency in use)."""
+    """A pool of keep-alive `WireConnection`s to one http:// server (grows to the concurrency in use): the
+    `Transport` for plain http://."""
+
+    kernel_stamps = True
 
     def __init__(self, base_url: str, timeout: float | None = None, connect_timeout: float | None = None) -> None:
         parts = urlsplit(base_url)

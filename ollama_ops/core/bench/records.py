@@ -1,4 +1,4 @@
-"""The data model of a bench run, shared by the bench runner, the store and the report (pure dataclasses).
+"""The data model of a stored bench run, shared by the bench runner, the store and the report (pure dataclasses).
 
 `ollama_ops.edges.store` persists these; `sollama report` reads them back.
 """
@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from ollama_ops.core.bench.metrics import tpot
+
+TokenSource = Literal["server", "chunks"]
 
 
 @dataclass
@@ -63,7 +67,7 @@ class RequestRecord:
     e2el: float | None = None
     itl: list[float] = field(default_factory=list)
     output_tokens: int = 0
-    output_tokens_source: str = "server"  # "server" | "chunks"
+    output_tokens_source: TokenSource = "server"
     prompt_tokens: int = 0
     load_s: float | None = None
     prompt_eval_s: float | None = None
@@ -77,6 +81,4 @@ class RequestRecord:
     @property
     def tpot(self) -> float | None:
         """(E2EL − TTFT) / (output tokens − 1), defined only for more than one output token."""
-        if self.ttft is None or self.e2el is None or self.output_tokens <= 1:
-            return None
-        return (self.e2el - self.ttft) / (self.output_tokens - 1)
+        return tpot(self.ttft, self.e2el, self.output_tokens)

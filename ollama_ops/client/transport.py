@@ -1,0 +1,90 @@
+"""The seam every bench request goes through: `Transport`, the `Failure` it raises, and the NDJSON line splitting
+that both transports share (`client.wire` for plain http://, `client.wire_aio` for https://).
+
+Error kinds of a `Failure`: connect (refused / connect timeout) · timeout (no complete answer within the
+per-request timeout, e.g. a stall) · disconnect (closed mid-body, or an unreadable HTTP answer) · http_NNN /
+model_not_found (status ≥ 400, with the body's error text) · malformed (a line that is not a JSON object) ·
+server_error (an `{"error": …}` line).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from ollama_ops.core.ndjson import chunk_text
+
+DONE_FALSE = b'"done":false'
+EMPTY_RESPONSE = b'"response":""'
+EMPTY_CONTENT = b'"content":""'
+THINKING = b'"thinking":"'
+
+
+class Failure(Exception):
+    """A request that did not complete; `kind` is the error kind stored with its record."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Transport(Protocol):
+    """How the bench sends one streamed request and clocks its chunks.
+
+    `exchange` POSTs `body` to `path`, appends the arrival time (perf_counter seconds) of every text chunk to
+    `times`, may replace `sent[0]` with the time the request's bytes went to the socket, and returns the final
+    object, or raises `Failure`. `reads` counts response reads stamped by the kernel / at read time; a transport
+    without `kernel_stamps` clocks every chunk when its event loop reads it."""
+
+    reads: list[int]
+    kernel_stamps: bool
+
+    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def status_kind(status: int, body: bytes) -> str:
+    if status == 404 and b"not found" in body:
+        return "model_not_found"
+    return f"http_{status}"
+
+
+def slow_line(line: bytes, now: float, times: list[float]) -> dict[str, Any] | None:
+    """A line the byte test did not settle: the final object (returned), a text chunk (timed), an empty line, or
+    a failure (raised)."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        shown = line.decode("utf-8", "replace").strip()[:80]
+        raise Failure("malformed", f"malformed line in the stream: {shown!r}")
+    if "error" in obj:
+        raise Failure("server_error", f"server error: {obj['error']}")
+    text, thinking = chunk_text(obj)
+    if text or thinking:
+        times.append(now)
+    return obj if obj.get("done") else None
+
+
+def feed_lines(rest: bytes, data: bytes, now: float, times: list[float]) -> tuple[bytes, dict[str, Any] | None]:
+    """Split `rest + data` into NDJSON lines: each text chunk's arrival (`now`) goes to `times`; returns the
+    incomplete last line and the first final object among them (None if none). Both bench paths use it."""
+    lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
+    rest = lines.pop()
+    final = None
+    append = times.append
+    for line in lines:
+        # A streaming chunk (the bulk of all lines) is recognised by its bytes, without json.loads.
+        if DONE_FALSE in line and not line.startswith(b'{"error"'):
+            if (EMPTY_RESPONSE in line or EMPTY_CONTENT in line) and THINKING not in line:
+                continue
+            append(now)
+            continue
+        obj = slow_line(line, now, times)
+        if obj is not None and final is None:
+            final = obj
+    return rest, final

@@ -1,0 +1,61 @@
+"""The shape of a bench load (pure): what `--concurrency`/`--rate` ask for, and how a stored run's load reads.
+
+`LoadSpec` is what the runner executes; a stored run keeps its load as a plain dict (`services.bench.config.
+load_settings`), which `describe_load` turns into the one short text every view shows and `load_key` into what two
+runs must share to be compared by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ollama_ops.core.bench.records import RunRecord
+
+Arrival = Literal["poisson", "constant"]
+
+# Load settings that size a run rather than shape its load: runs differing only in these are comparable.
+SIZE_KEYS = frozenset({"requests", "duration", "warmup", "seed", "timeout", "label"})
+
+
+@dataclass
+class LoadSpec:
+    """How much load, and of which shape."""
+
+    concurrency: int = 1
+    rate: float | None = None  # open loop when set
+    arrival: Arrival = "poisson"
+    max_concurrency: int | None = None
+    requests: int | None = 20
+    duration: float | None = None
+    warmup: int = 0
+    seed: int | None = 0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+
+def describe_load(load: dict[str, Any]) -> str:
+    """A short text for stored load settings: 'c=4 n=20', 'rate=2/s poisson max_c=8 30s', with max_tokens."""
+    parts = []
+    if load.get("rate"):
+        parts.append(f"rate={load['rate']:g}/s" + (f" {load['arrival']}" if load.get("arrival") else ""))
+        if load.get("max_concurrency"):
+            parts.append(f"max_c={load['max_concurrency']}")
+    elif load.get("concurrency") is not None:
+        parts.append(f"c={load['concurrency']}")
+    if load.get("requests"):
+        parts.append(f"n={load['requests']}")
+    elif load.get("duration"):
+        parts.append(f"{load['duration']:g}s")
+    if load.get("max_tokens"):
+        parts.append(f"max_tokens={load['max_tokens']}")
+    return " ".join(parts) or "-"
+
+
+def load_key(run: RunRecord) -> tuple[Any, ...]:
+    """What must match for two runs to be comparable by default: model, api and the shape of the load."""
+    shape = sorted((k, repr(v)) for k, v in (run.load or {}).items() if k not in SIZE_KEYS)
+    return (run.model, run.api, tuple(shape))

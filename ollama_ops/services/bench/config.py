@@ -1,0 +1,115 @@
+"""What one `sollama bench` asks for: flags over the `bench` config section → a validated `BenchConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from ollama_ops.core.bench.load import Arrival, LoadSpec
+from ollama_ops.core.bench.metrics import SLO
+from ollama_ops.core.bench.prompts import BUILTIN_SETS, PromptItem, builtin_prompts, parse_prompt_file
+from ollama_ops.errors import UsageError
+
+Api = Literal["generate", "chat"]
+
+
+@dataclass
+class BenchConfig:
+    """Everything one `sollama bench` invocation asks for."""
+
+    model: str
+    base_url: str
+    host: str = ""
+    load: LoadSpec = field(default_factory=LoadSpec)
+    api: Api = "generate"
+    prompts: str = "short"
+    max_tokens: int | None = 64
+    options: dict[str, Any] = field(default_factory=dict)
+    slo: SLO = field(default_factory=SLO)
+    timeout: float = 120.0
+    connect_timeout: float = 3.0
+    label: str | None = None
+    sweep: bool = False
+    sweep_max: int = 64  # highest concurrency (or rate multiple) a sweep tries
+    store_path: str | Path | None = None
+
+
+def load_prompts(spec: str) -> list[PromptItem]:
+    """A built-in set name or a prompts file (text lines or JSONL)."""
+    if spec in BUILTIN_SETS:
+        return builtin_prompts(spec)
+    from ollama_ops.edges.textfile import read_text_file
+
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UsageError(f"cannot read prompts file {path}: No such file or directory",
+                         hint=f"or use a built-in set: {', '.join(BUILTIN_SETS)}")
+    text = read_text_file(path, what="prompts file", error=UsageError)
+    try:
+        return parse_prompt_file(text, path.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_settings(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
+    """The load settings stored with a run (what `report --compare` pairs runs by)."""
+    return {"concurrency": None if spec.open_loop else spec.concurrency, "rate": spec.rate,
+            "arrival": spec.arrival if spec.open_loop else None, "max_concurrency": spec.max_concurrency,
+            "requests": spec.requests, "duration": spec.duration, "warmup": spec.warmup,
+            "max_tokens": config.max_tokens, "prompts": config.prompts, "seed": spec.seed,
+            "options": dict(config.options), "timeout": config.timeout}
+
+
+def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,
+                 arrival: str = "poisson", max_concurrency: int | None = None, requests: int | None = None,
+                 duration: str | None = None, warmup: int | None = None, seed: int | None = 0,
+                 api: str | None = None, prompts: str | None = None, max_tokens: int | None = None,
+                 options: list[str] | None = None, slo: str | None = None, timeout: float | None = None,
+                 label: str | None = None, sweep: bool = False, sweep_max: int = 64) -> BenchConfig:
+    """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
+    from ollama_ops.core.bench.arrivals import ARRIVALS
+    from ollama_ops.core.bench.metrics import parse_slo
+    from ollama_ops.core.hosts import parse_host
+    from ollama_ops.core.options import parse_options
+    from ollama_ops.core.units import parse_duration
+
+    b = settings.bench
+    if rate is not None and concurrency is not None:
+        raise UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other",
+                         hint="cap an open loop with --max-concurrency")
+    if rate is not None and not rate > 0:
+        raise UsageError(f"--rate must be positive, got {rate:g}")
+    if arrival not in ARRIVALS:
+        raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
+    if duration is not None and requests is not None:
+        raise UsageError("--requests and --duration exclude each other")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise UsageError(f"--duration {exc}") from None
+        if not seconds > 0:
+            raise UsageError("--duration must be positive")
+    for flag, value in (("--concurrency", concurrency), ("--max-concurrency", max_concurrency),
+                        ("--requests", requests), ("--max-tokens", max_tokens), ("--sweep-max", sweep_max)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if warmup is not None and warmup < 0:
+        raise UsageError(f"--warmup must not be negative, got {warmup}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be positive, got {timeout:g}")
+    try:
+        objectives = parse_slo(slo)
+    except ValueError as exc:
+        raise UsageError(f"--slo: {exc}") from None
+    spec = LoadSpec(concurrency=concurrency or b.concurrency, rate=rate, arrival=cast(Arrival, arrival),
+                    max_concurrency=max_concurrency, requests=None if seconds else (requests or b.requests),
+                    duration=seconds, warmup=b.warmup if warmup is None else warmup, seed=seed)
+    address = parse_host(settings.server.host)
+    return BenchConfig(model=model, base_url=address.base_url, host=address.base_url.split("://", 1)[-1],
+                       load=spec, api=cast(Api, api or b.api), prompts=prompts or b.prompts,
+                       max_tokens=max_tokens or b.max_tokens, options=parse_options(options), slo=objectives,
+                       timeout=timeout or b.timeout, connect_timeout=settings.client.connect_timeout, label=label,
+                       sweep=sweep, sweep_max=sweep_max)

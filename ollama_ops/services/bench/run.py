@@ -1,0 +1,247 @@
+"""`sollama bench`: measure latency and throughput under a controlled load, and store every request.
+
+`run_bench(config)` does one run or a sweep: it checks the server and model (`session.preflight`), fixes the
+payloads, runs the warm-up and measured phases on the `runner` over one `client.transport.Transport`, writes request
+rows to the history as it goes (batched commits), and returns a `BenchResult`. Ctrl-C or a dead server end the
+run early: what was measured is kept and the run is marked interrupted / failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ollama_ops import __version__
+from ollama_ops.client.transport import Transport
+from ollama_ops.core.bench.load import LoadSpec
+from ollama_ops.core.bench.metrics import MetricsAccumulator
+from ollama_ops.core.bench.prompts import PayloadPlan, plan_payloads
+from ollama_ops.core.bench.records import RequestRecord, RunMeta
+from ollama_ops.errors import UsageError
+from ollama_ops.services.bench.config import BenchConfig, load_prompts, load_settings
+from ollama_ops.services.bench.result import BenchResult, BenchSeries, Phase, Progress, RunStatus
+from ollama_ops.services.bench.runner import Runner
+from ollama_ops.services.bench.session import open_session, open_transport, preflight, system_facts
+from ollama_ops.services.bench.sweep import run_sweep
+
+FLUSH_ROWS = 64
+FLUSH_SECONDS = 0.05
+PROGRESS_SECONDS = 0.25
+# A median share of E2EL spent waiting for a runner slot worth telling the user about.
+SLOT_WAIT_SHARE = 0.2
+# Concurrency from which chunks clocked at read time (not by the kernel) carry a visible client backlog.
+BACKLOG_CONCURRENCY = 8
+CHUNKS_WARNING = ("the server sent no eval_count: output tokens were counted as text chunks, which may differ "
+                  "from the model's tokens")
+
+
+class _Sink:
+    """Takes finished requests: commits them to the store within FLUSH_SECONDS (sooner when FLUSH_ROWS pile
+    up), feeds the summary, reports progress. A killed bench thus loses its in-flight requests and at most the
+    last FLUSH_SECONDS of finished ones; batching keeps commits to a few dozen a second at any request rate."""
+
+    def __init__(self, store: Any, run_id: int, acc: MetricsAccumulator, epoch0: float,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.store, self.run_id, self.acc, self.epoch0 = store, run_id, acc, epoch0
+        self.progress = progress
+        self.rows: list[RequestRecord] = []
+        self.last_progress = time.perf_counter()
+        self.done = self.failed = 0
+        self.chunk_counted = False
+        self.error: Exception | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, record: RequestRecord) -> None:
+        if self.error is not None:
+            raise self.error
+        self.rows.append(record)
+        if not record.warmup:
+            self.acc.add(record, record.send_time - self.epoch0)
+            self.done += 1
+            self.failed += not record.ok
+            if record.ok and record.output_tokens_source == "chunks":
+                self.chunk_counted = True
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(FLUSH_SECONDS, self._timed_flush)
+        if self.progress is not None:
+            now = time.perf_counter()
+            if now - self.last_progress >= PROGRESS_SECONDS:
+                self.last_progress = now
+                self.progress(self.done, self.failed)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - raised at the next request (ends the run) or the final flush
+            self.error = exc
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.rows:
+            rows, self.rows = self.rows, []
+            self.store.add_requests(self.run_id, rows)
+        if self.error is not None:
+            raise self.error
+
+
+def run_bench(config: BenchConfig, on_progress: Callable[[Progress], None] | None = None) -> BenchResult:
+    """Run the bench (one run or a sweep) and return its result; never prints."""
+    if config.api not in ("generate", "chat"):
+        raise UsageError(f"--api must be generate or chat, got {config.api!r}")
+    items = load_prompts(config.prompts)
+    try:
+        plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
+                             options=config.options, seed=config.load.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return asyncio.run(_main(config, plan, on_progress))
+
+
+async def _main(config: BenchConfig, plan: PayloadPlan,
+                on_progress: Callable[[Progress], None] | None) -> BenchResult:
+    from ollama_ops.edges.store import Store
+
+    system = system_facts()
+    async with open_session(config) as session:
+        facts = await preflight(session, config.model, config.base_url)
+        transport = open_transport(config, session)
+        try:
+            with Store(config.store_path) as store:
+                async def step(spec: LoadSpec, sweep_id: str | None = None, i: int | None = None) -> BenchResult:
+                    return await _one_run(config, spec, transport, store, plan, facts, system, on_progress,
+                                          sweep_id, i)
+
+                if not config.sweep:
+                    return await step(config.load)
+                return await run_sweep(config.load, config.sweep_max, bool(config.slo), step)
+        finally:
+            transport.close()
+
+
+async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, store: Any, plan: PayloadPlan,
+                   facts: dict[str, Any], system: dict[str, Any], on_progress: Callable[[Progress], None] | None,
+                   sweep_id: str | None = None, step: int | None = None) -> BenchResult:
+    load = load_settings(config, spec)
+    meta = RunMeta(model=config.model, host=config.host, label=config.label, api=config.api,
+                   ollama_version=facts.get("version"), model_digest=facts.get("digest"), load=load,
+                   sollama_version=__version__, system=system, sweep_id=sweep_id, sweep_step=step)
+    run_id = store.create_run(meta)
+    acc = MetricsAccumulator(config.slo)
+    path = "/api/chat" if config.api == "chat" else "/api/generate"
+    runner: Runner | None = None
+    phase = _Phase("warmup", time.perf_counter(), spec.warmup)
+    step_text = "" if step is None else (f"step {step + 1}: " + (f"rate {spec.rate:g}/s" if spec.open_loop
+                                                                   else f"concurrency {spec.concurrency}"))
+
+    def progress(done: int, failed: int) -> None:
+        if on_progress is not None and runner is not None:
+            on_progress(Progress(phase=phase.name, done=done, failed=failed, total=phase.total,
+                                 elapsed_s=time.perf_counter() - phase.t0,
+                                 duration_s=spec.duration if phase.name == "run" else None,
+                                 in_flight=runner.in_flight, step=step_text))
+
+    sink = _Sink(store, run_id, acc, 0.0, progress if on_progress else None)
+    runner = Runner(transport, path, plan, sink)
+    sink.epoch0 = runner.epoch0
+    restore = _trap_sigint(runner)
+    try:
+        if spec.warmup:
+            progress(0, 0)
+            await runner.run_phase(0, spec, spec.warmup, None, warmup=True)
+        phase = _Phase("run", time.perf_counter(), spec.requests if spec.duration is None else None)
+        sink.done = sink.failed = 0
+        reads0 = list(transport.reads)
+        progress(0, 0)
+        await runner.run_phase(spec.warmup, spec, spec.requests if spec.duration is None else None,
+                               spec.duration, warmup=False)
+        progress(sink.done, sink.failed)
+    except BaseException as exc:
+        _abandon(store, sink, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+    finally:
+        restore()
+    sink.flush()
+    summary = acc.summary(runner.wall_s)
+    status: RunStatus = ("interrupted" if runner.stop_reason == "interrupted"
+                         else "failed" if runner.stop_reason == "server unreachable" else "completed")
+    warnings = [CHUNKS_WARNING] if sink.chunk_counted else []
+    clock = (arrival_clock(transport.reads[0] - reads0[0], transport.reads[1] - reads0[1])
+             if transport.kernel_stamps else "event loop")
+    if clock != "kernel" and runner.peak_in_flight >= BACKLOG_CONCURRENCY:
+        warnings.append(f"chunk arrivals were clocked when the event loop read them ({clock}): with up to "
+                        f"{runner.peak_in_flight} requests in flight, TTFT and ITL include the client's own backlog "
+                        "(~1-2 ms at 32)")
+    if summary.requests_ok == 0 and summary.requests_failed and status == "completed":
+        warnings.append("every request failed: " + ", ".join(f"{k} ×{n}" for k, n in summary.errors.items()))
+    wait = summary.breakdown.wait_share if summary.breakdown else 0.0
+    if wait >= SLOT_WAIT_SHARE:
+        warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
+                        "OLLAMA_NUM_PARALLEL; `sollama memory --parallel N` shows whether more slots fit")
+    store.finish_run(run_id, status, dataclasses.asdict(summary) | {"arrival_clock": clock})
+    send_s, ttft_s, e2el_s = acc.chart_series()
+    series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
+    return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
+                       label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
+                       load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
+                       arrival_clock=clock, database=str(store.path), series=series)
+
+
+@dataclass
+class _Phase:
+    """Which phase the live view reports: its name, its start (perf_counter) and its request count if fixed."""
+
+    name: Phase
+    t0: float
+    total: int | None
+
+
+def arrival_clock(kernel: int, read_time: int) -> str:
+    """How a run's chunk arrivals were clocked, from its count of kernel-stamped and read-time-stamped reads."""
+    if not read_time:
+        return "kernel"
+    if not kernel:
+        return "event loop"
+    return f"mixed ({kernel / (kernel + read_time):.0%} kernel)"
+
+
+def _abandon(store: Any, sink: _Sink, run_id: int, status: str) -> None:
+    """Keep what was measured and mark the run, on the way out of an unexpected error (best effort: the store
+    itself may be what failed)."""
+    with contextlib.suppress(Exception):
+        sink.flush()
+    with contextlib.suppress(Exception):
+        store.finish_run(run_id, status, None)
+
+
+def _trap_sigint(runner: Runner) -> Callable[[], None]:
+    """Ctrl-C stops the run gracefully (a second one is an ordinary KeyboardInterrupt)."""
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        runner.stop("interrupted")
+        loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no signals here
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (ValueError, RuntimeError):
+            pass
+
+    return restore
