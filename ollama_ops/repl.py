@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from ollama_ops.errors import SollamaError, UsageError
+from ollama_ops.interrupts import terminated
 from ollama_ops.render.console import display_error, display_info, display_warning
 from ollama_ops.render.safe import clean_text
 from ollama_ops.services.chat import ChatSession, Multiline, Reply, parse_command
@@ -111,6 +112,8 @@ class ChatRepl:
                 return 0
             except KeyboardInterrupt:
                 self.out.file.write("\n")
+                if terminated():  # SIGTERM: end, do not ask for a second Ctrl-C
+                    raise
                 if asked_to_exit:
                     return 0
                 asked_to_exit = True
@@ -149,6 +152,8 @@ class ChatRepl:
         except KeyboardInterrupt:
             self._finish_answer(raw, status, pieces)
             display_info(self.err, "(answer interrupted)")
+            if terminated():  # SIGTERM: the partial answer is kept, then the chat ends
+                raise
         except SollamaError as exc:
             self._finish_answer(raw, status, pieces)
             display_error(self.err, exc.one_line())

@@ -158,8 +158,10 @@ class SollamaGroup(TyperGroup):
             _report(exc.one_line())
             raise click.exceptions.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
+            from ollama_ops.interrupts import terminated
+
             _traceback(ctx)
-            _report("interrupted")
+            _report("terminated (SIGTERM)" if terminated() else "interrupted")
             raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
         except BrokenPipeError:
             # The reader went away (`sollama ... | head`): nothing more to say, and no traceback at exit.
@@ -215,7 +217,10 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM ends a command like Ctrl-C: see ollama_ops/interrupts.py)."""
+    from ollama_ops.interrupts import install
+
+    install()
     if os.environ.get("_SOLLAMA_COMPLETE"):  # a shell asks for completions (see `sollama completion`)
         from typer.completion import completion_init
 

@@ -294,9 +294,10 @@ def dry_run(plan: LaunchPlan) -> StartResult:
 
 def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = None,
                    on_start: Callable[[int], None] | None = None) -> int:
-    """Run `ollama serve` attached (systemd, containers): its output goes to the log and to `echo` (the command
-    passes its stderr), SIGINT/SIGTERM are forwarded, and its exit status is returned (128+N when killed by
-    signal N)."""
+    """Run `ollama serve` attached (systemd, containers): SIGINT/SIGTERM are forwarded, and its exit status is
+    returned (128+N when killed by signal N). The daemon writes its output to the log file itself, which is
+    followed and copied to `echo` (the command passes its stderr): never to a pipe through sollama, which would
+    break (and kill the daemon at its next log line) if sollama were killed."""
     _check_address(plan.address)
     notes: list[str] = list(plan.notes)
     with quick_client(plan.address.base_url) as client, pf.server_lock(settings.server.start_timeout + LOCK_GRACE):
@@ -304,11 +305,15 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
         if existing is not None:
             raise ProcessError(f"an Ollama already answers at {plan.address.base_url} (pid {existing.pid or '?'})",
                                hint="stop it first, or choose another --host")
-        server = pf.ServerProcess.spawn(plan.command, plan.full_env, Path(plan.log), stdout=subprocess.PIPE)
+        log = Path(plan.log)
+        offset = log.stat().st_size if log.exists() else 0
+        server = pf.ServerProcess.spawn(plan.command, plan.full_env, log)
         record = _write_record(server, plan)
     assert server.popen is not None
-    copier = threading.Thread(target=_tee, args=(server.popen.stdout, Path(plan.log), echo), daemon=True)
-    copier.start()
+    done = threading.Event()
+    copier = threading.Thread(target=_follow_log, args=(log, offset, echo, done), daemon=True)
+    if echo is not None:
+        copier.start()
     if on_start:
         on_start(server.pid)
 
@@ -323,7 +328,9 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        copier.join(timeout=2)
+        done.set()
+        if copier.is_alive():
+            copier.join(timeout=2)
         left = pf.read_pidfile()
         if left is not None and left.pid == server.pid and pf.verify(left) is None:
             pf.remove_pidfile()
@@ -347,15 +354,38 @@ def _wait_attached(server: pf.ServerProcess, record: pf.PidRecord, *, client_url
                 confirmed = True
 
 
-def _tee(stream: Any, log: Path, echo: BinaryIO | None) -> None:
-    with open(log, "ab") as fh:
-        for line in iter(stream.readline, b""):
-            fh.write(line)
-            fh.flush()
-            if echo is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    echo.write(line)
-                    echo.flush()
+def _follow_log(log: Path, offset: int, echo: BinaryIO, done: threading.Event, poll: float = 0.1) -> None:
+    """Copy what the daemon appends to `log` (from `offset`) to `echo` until `done` is set, then the rest. A log
+    truncated by rotation (`cleanup`) is read again from its start."""
+
+    def copy(fh: BinaryIO) -> None:
+        while True:
+            chunk = fh.read(65536)
+            if not chunk:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                echo.write(chunk)
+                echo.flush()
+
+    fh: BinaryIO | None = None
+    try:
+        while True:
+            finishing = done.is_set()
+            if fh is None:
+                with contextlib.suppress(OSError):
+                    fh = open(log, "rb")  # noqa: SIM115 - kept open across polls, closed below
+                    fh.seek(offset)
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    if os.fstat(fh.fileno()).st_size < fh.tell():
+                        fh.seek(0)
+                copy(fh)
+            if finishing:
+                return
+            done.wait(poll)
+    finally:
+        if fh is not None:
+            fh.close()
 
 
 # -- stop / restart ---------------------------------------------------------------------------------------------
