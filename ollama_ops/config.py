@@ -61,6 +61,7 @@ class ClientSettings:
     connect_timeout: float = _rule(min=0.01, max=WEEK_S)
     read_timeout: float = _rule(min=0.01, max=WEEK_S)
     retries: int = _rule(min=0, max=10)
+    busy_retries: int = _rule(min=0, max=10)
     breaker_failures: int = _rule(min=1)
     breaker_cooldown: float = _rule(min=0, max=WEEK_S)
 
@@ -95,6 +96,18 @@ class LoggingSettings:
 
 
 @dataclass
+class WatchSettings:
+    interval: float = _rule(min=0.01)
+    probe_timeout: float = _rule(min=0.01)
+    probe_model: str | None = _rule()
+    failures: int = _rule(min=1, max=1000)
+    backoff: float = _rule(min=0)
+    backoff_max: float = _rule(min=0)
+    max_restarts: int = _rule(min=1, max=1000)
+    on_event: list[str] = _rule()
+
+
+@dataclass
 class Settings:
     server: ServerSettings
     ollama: OllamaSettings
@@ -104,6 +117,7 @@ class Settings:
     bench: BenchSettings
     report: ReportSettings
     logging: LoggingSettings
+    watch: WatchSettings
     # Where each leaf value came from ("default", "file:<path>", "env:<VAR>", "flag:--x"), keyed "section.key".
     sources: dict[str, str] = field(default_factory=dict, repr=False)
     config_file: Path | None = None

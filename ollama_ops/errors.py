@@ -102,3 +102,8 @@ class MalformedResponse(OllamaError):
 
 class ProcessError(SollamaError):
     """Starting, stopping or verifying the local daemon went wrong."""
+
+
+class QueueFull(SollamaError):
+    """A client's own request queue is full (`max_queue` callers already wait for one of `max_concurrency`
+    slots), or a caller waited past `queue_timeout`. Nothing was sent."""

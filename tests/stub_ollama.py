@@ -141,6 +141,8 @@ class Script:
     malformed_line: str = "{not json"
     stall_after: int | None = None
     omit_eval_count: bool = False
+    retry_after: str | None = None  # a Retry-After header on ``status`` answers
+    status_times: int | None = None  # ``status`` for only the first N inference requests of this script
 
     def text(self, i: int) -> str:
         t = self.token_text
@@ -158,21 +160,22 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _head(status: int, ctype: str, keep: bool, length: int | None) -> bytes:
+def _head(status: int, ctype: str, keep: bool, length: int | None, extra: str = "") -> bytes:
     size = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
     close = "" if keep else "Connection: close\r\n"
     return (
         f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: {ctype}\r\n"
-        f"Date: {_date()}\r\n{size}\r\n{close}\r\n"
+        f"Date: {_date()}\r\n{extra}{size}\r\n{close}\r\n"
     ).encode()
 
 
-def _response(status: int, body: bytes, keep: bool, ctype: str = JSON_CT, head: bool = False) -> bytes:
-    return _head(status, ctype, keep, len(body)) + (b"" if head else body)
+def _response(status: int, body: bytes, keep: bool, ctype: str = JSON_CT, head: bool = False,
+              extra: str = "") -> bytes:
+    return _head(status, ctype, keep, len(body), extra) + (b"" if head else body)
 
 
-def _json(status: int, obj, keep: bool) -> bytes:
-    return _response(status, json.dumps(obj, separators=(",", ":")).encode(), keep)
+def _json(status: int, obj, keep: bool, extra: str = "") -> bytes:
+    return _response(status, json.dumps(obj, separators=(",", ":")).encode(), keep, extra=extra)
 
 
 def _chunk(data: bytes) -> bytes:
@@ -326,6 +329,7 @@ class StubOllama:
         self._timeline = collections.deque(maxlen=_STATS_KEEP)  # one dict per paced streamed request
         self._late = collections.deque(maxlen=_STATS_KEEP)  # seconds each paced write went out after schedule
         self._nodelay = [0, 0]  # accepted connections without / with TCP_NODELAY
+        self._status_served: dict[int, int] = {}  # id(script) -> status answers sent (status_times)
         self._origin, self._rid = 0, None  # of the request being dispatched (the loop is single-threaded)
         self._routes = {
             ("GET", "/api/version"): lambda r, k: _json(200, {"version": self.version}, k),
@@ -575,11 +579,13 @@ class StubOllama:
         s, t0 = self.script, self._origin or time.monotonic_ns()
         if not (req.get("model") or req.get("name")):
             return _json(400, {"error": "model is required"}, keep)
-        if s.status:
+        if s.status and (s.status_times is None or self._status_served.get(id(s), 0) < s.status_times):
+            self._status_served[id(s)] = self._status_served.get(id(s), 0) + 1
             return _json(
                 s.status,
                 {"error": s.error or (BUSY_ERROR if s.status == 503 else f"stub error (status {s.status})")},
                 keep,
+                f"Retry-After: {s.retry_after}\r\n" if s.retry_after else "",
             )
         model = self._find(req)
         if model is None:

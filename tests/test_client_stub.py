@@ -371,12 +371,12 @@ def test_backoff_delays_are_full_jitter_and_capped():
 # -- the async client ----------------------------------------------------------------------------------------------
 
 def test_async_stream_and_generate(stub):
-    from ollama_ops.client.aio import AsyncOllamaClient
+    from ollama_ops.client.aio import AsyncClient
 
     stub.configure(tokens=3, token_text=["a", "b", "c"], token_delay=0.01)
 
     async def main() -> tuple:
-        async with AsyncOllamaClient(stub.url, read_timeout=5) as c:
+        async with AsyncClient(stub.url, read_timeout=5) as c:
             events = [e async for e in c.stream(gen())]
             result = await c.generate(GenerateRequest(model=MODEL, messages=[{"role": "user", "content": "x"}]))
             stamps = [t async for t, _ in c.stream_objects("/api/generate", {"model": MODEL, "prompt": "p"})]
@@ -399,13 +399,13 @@ def test_async_stream_and_generate(stub):
     ({"status": 503}, ServerBusy),
 ])
 def test_async_faults(stub, fault, exc):
-    from ollama_ops.client.aio import AsyncOllamaClient
+    from ollama_ops.client.aio import AsyncClient
 
     stub.configure(tokens=4, **fault)
     seen: list = []
 
     async def main() -> None:
-        async with AsyncOllamaClient(stub.url, read_timeout=0.3) as c:
+        async with AsyncClient(stub.url, read_timeout=0.3) as c:
             async for event in c.stream(gen()):
                 seen.append(event)
 
@@ -415,13 +415,13 @@ def test_async_faults(stub, fault, exc):
 
 
 def test_async_unreachable_and_breaker():
-    from ollama_ops.client.aio import AsyncOllamaClient
+    from ollama_ops.client.aio import AsyncClient
 
     breaker = CircuitBreaker(failures=2, cooldown=60)
 
     async def main() -> list[int]:
         codes = []
-        async with AsyncOllamaClient(f"http://127.0.0.1:{free_port()}", breaker=breaker) as c:
+        async with AsyncClient(f"http://127.0.0.1:{free_port()}", breaker=breaker) as c:
             for _ in range(3):
                 try:
                     await c.version()

@@ -12,7 +12,7 @@ from rich.console import Console
 from ollama_ops.render.console import make_console, print_json
 
 if TYPE_CHECKING:
-    from ollama_ops.client.sync import OllamaClient
+    from ollama_ops.client.sync import Client
     from ollama_ops.config import Settings
 
 T = TypeVar("T")
@@ -38,10 +38,11 @@ class AppContext:
             self._settings = load_settings(self.config_path, flags={"server.host": self.host})
         return self._settings
 
-    def client(self, *, read_timeout: float | None = None) -> OllamaClient:
-        from ollama_ops.client.sync import OllamaClient
+    def client(self, *, read_timeout: float | None = None) -> Client:
+        """The library's sync client (ollama_ops.Client) on the resolved settings."""
+        from ollama_ops.client.sync import Client
 
-        return OllamaClient.from_settings(self.settings, read_timeout=read_timeout)
+        return Client.from_settings(self.settings, read_timeout=read_timeout)
 
     def emit(self, data: T, render: Callable[[Console, T], Any]) -> None:
         """One data object, two views: `--json` prints it as one JSON document, else `render` draws it."""

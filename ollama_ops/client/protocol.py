@@ -12,6 +12,7 @@ from ollama_ops.core.ndjson import FinalChunk, StreamEvent, TextChunk, Timings
 from ollama_ops.errors import BadRequest, ModelNotFound, OllamaError, ServerBusy, ServerError, ServerUnreachable
 
 IDEMPOTENT_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps", "/api/show"})
+RETRY_STATUSES = frozenset({429, 503})  # refused before any work began: safe to send again after a pause
 
 
 @dataclass
@@ -28,6 +29,7 @@ class GenerateRequest:
     raw: bool = False
     stream: bool = True
     think: bool | None = None
+    images: list[str] | None = None
 
     @property
     def api(self) -> str:
@@ -45,6 +47,8 @@ class GenerateRequest:
                 body["system"] = self.system
             if self.raw:
                 body["raw"] = True
+            if self.images:
+                body["images"] = list(self.images)
         else:
             messages = list(self.messages)
             if self.system is not None and not any(m.get("role") == "system" for m in messages):
@@ -59,6 +63,40 @@ class GenerateRequest:
         if self.think is not None:
             body["think"] = self.think
         return body
+
+
+def build_request(model: str, *, prompt: str = "", messages: list[dict[str, Any]] | None = None,
+                  stream: bool = True, **fields: Any) -> GenerateRequest:
+    """A GenerateRequest from the library's keyword arguments (system, options, format, keep_alive, raw, think,
+    images); an unknown keyword is a TypeError naming it."""
+    if not isinstance(model, str) or not model:
+        raise TypeError("model must be a non-empty string")
+    given = {k: v for k, v in fields.items() if v is not None}
+    if "options" in given:
+        given["options"] = dict(given["options"])
+    return GenerateRequest(model=model, prompt=prompt, messages=messages, stream=stream, **given)
+
+
+def embed_payload(model: str, input: str | list[str], *, truncate: bool | None = None,
+                  options: dict[str, Any] | None = None, keep_alive: str | int | float | None = None,
+                  dimensions: int | None = None) -> dict[str, Any]:
+    """The body of POST /api/embed."""
+    body: dict[str, Any] = {"model": model, "input": input if isinstance(input, str) else list(input)}
+    for key, value in (("truncate", truncate), ("options", options), ("keep_alive", keep_alive),
+                       ("dimensions", dimensions)):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def embeddings_from(obj: Any) -> list[list[float]]:
+    """The vectors of an /api/embed answer; anything else is a MalformedResponse."""
+    vectors = obj.get("embeddings") if isinstance(obj, dict) else None
+    if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
+        from ollama_ops.errors import MalformedResponse
+
+        raise MalformedResponse("/api/embed answered without an 'embeddings' list")
+    return [[float(x) for x in v] for v in vectors]
 
 
 @dataclass

@@ -1,66 +1,142 @@
-"""The sync Ollama client over httpx: the CLI's ordinary calls."""
+"""The sync client over httpx: the library's `Client` and the CLI's ordinary calls (one client for both)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
+from ollama_ops.client.discovery import Discovery, discover
 from ollama_ops.client.protocol import (
     IDEMPOTENT_PATHS,
+    RETRY_STATUSES,
     GenerateRequest,
     GenerateResult,
     ResultBuilder,
+    build_request,
+    embed_payload,
+    embeddings_from,
     error_for_status,
     result_from_object,
     unreachable,
 )
-from ollama_ops.client.resilience import CircuitBreaker, backoff_delays
+from ollama_ops.client.reqlog import RequestLog, eval_count
+from ollama_ops.client.resilience import CircuitBreaker, backoff_delays, breaker_for, retry_after_seconds
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
 from ollama_ops.errors import OllamaError, RequestTimeout, ServerError, ServerUnreachable
 
 USER_AGENT = "sollama"
 
 
-class OllamaClient:
-    """Talks to one Ollama server. Separate connect/read timeouts; the read timeout bounds the wait for
-    every byte, so on a stream it is the longest allowed gap between chunks."""
+@dataclass
+class ClientInfo:
+    """What `describe()` reports: where the client talks, why there, and its resilience settings."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 3.0, read_timeout: float = 300.0,
-                 retries: int = 2, breaker: CircuitBreaker | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+    base_url: str
+    source: str
+    gateway: bool
+    api_key: bool
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float | None
+    retries: int
+    busy_retries: int
+    breaker: str
+    max_concurrency: int | None
+    max_queue: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Client:
+    """A sync client for Ollama, or the sollama gateway in front of it.
+
+    `host` (and `api_key`) win; else discovery: SOLLAMA_URL (+ SOLLAMA_API_KEY), the sollama config file,
+    OLLAMA_HOST, 127.0.0.1:11434 (`describe()` says which). Timeouts: `connect_timeout` to open a connection,
+    `read_timeout` for every wait on a byte (on a stream: the longest gap between chunks), `total_timeout` for a
+    whole call. Retries, with jittered exponential backoff: `retries` after connection failures (nothing was
+    sent), `busy_retries` after 429/503 (honouring Retry-After); never once a stream's first byte came. One
+    circuit breaker per host. `max_concurrency`/`max_queue`/`queue_timeout`: at most that many calls in flight,
+    the others wait in FIFO order or get QueueFull. Thread-safe."""
+
+    retry_writes = True  # connection failures happen before a byte is sent, so POSTs may retry them too
+    default_busy_retries = 2
+
+    def __init__(self, host: str | None = None, *, api_key: str | None = None, connect_timeout: float = 3.0,
+                 read_timeout: float = 300.0, total_timeout: float | None = None, retries: int = 2,
+                 busy_retries: int | None = None, breaker: CircuitBreaker | None = None,
+                 max_concurrency: int | None = None, max_queue: int | None = None,
+                 queue_timeout: float | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        if host and "://" in host:
+            self.discovery = Discovery(host.rstrip("/"), "argument", gateway=bool(api_key), api_key=api_key)
+        else:
+            self.discovery = discover(host, api_key=api_key)
+        self.base_url = self.discovery.base_url
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
         self.retries = retries
-        self.breaker = breaker or CircuitBreaker()
+        self.busy_retries = self.default_busy_retries if busy_retries is None else busy_retries
+        self.breaker = breaker or self._default_breaker()
+        self.gate: Any = None
+        if max_concurrency is not None:
+            from ollama_ops.client.admission import ThreadGate
+
+            self.gate = ThreadGate(max_concurrency, max_queue, queue_timeout)
+        headers = {"User-Agent": USER_AGENT}
+        if self.discovery.api_key:
+            headers["Authorization"] = f"Bearer {self.discovery.api_key}"
         # verify: certificates are checked on https://; on plain http:// there is no TLS to verify, and not
         # loading the CA bundle saves ~35 ms on every CLI call.
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, headers={"User-Agent": USER_AGENT},
+        self._http = httpx.Client(base_url=self.base_url, transport=transport, headers=headers,
                                   timeout=self._timeout(read_timeout), trust_env=False,
                                   verify=not self.base_url.startswith("http://"))
 
+    def _default_breaker(self) -> CircuitBreaker:
+        return breaker_for(self.base_url)
+
     @classmethod
     def from_settings(cls, settings: Any, *, read_timeout: float | None = None,
-                      retries: int | None = None) -> OllamaClient:
+                      retries: int | None = None) -> Client:
+        """The CLI's client: the address and the `client.*` knobs from resolved settings; its own breaker."""
         from ollama_ops.core.hosts import parse_host
 
         c = settings.client
         return cls(parse_host(settings.server.host).base_url, connect_timeout=c.connect_timeout,
                    read_timeout=read_timeout or c.read_timeout, retries=c.retries if retries is None else retries,
+                   busy_retries=getattr(c, "busy_retries", None) if retries is None else 0,
                    breaker=CircuitBreaker(c.breaker_failures, c.breaker_cooldown))
 
-    def _timeout(self, read: float | None) -> httpx.Timeout:
+    def describe(self) -> ClientInfo:
+        """Where this client talks, which discovery source won, and its resilience settings."""
+        gate = self.gate
+        return ClientInfo(self.base_url, self.discovery.source, self.discovery.gateway,
+                          self.discovery.has_api_key, self.connect_timeout, self.read_timeout, self.total_timeout,
+                          self.retries, self.busy_retries, self.breaker.state,
+                          gate.limit if gate else None, gate.max_queue if gate else None)
+
+    @property
+    def breaker_state(self) -> str:
+        return self.breaker.state
+
+    def _timeout(self, read: float | None, deadline: float | None = None) -> httpx.Timeout:
         read = self.read_timeout if read is None else read
+        if deadline is not None:
+            read = max(0.001, min(read, deadline - time.monotonic()))
         return httpx.Timeout(connect=self.connect_timeout, read=read, write=max(read, 30.0), pool=self.connect_timeout)
+
+    def _deadline(self) -> float | None:
+        return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> OllamaClient:
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,44 +147,91 @@ class OllamaClient:
     def _unreachable(self, exc: Exception) -> ServerUnreachable:
         return unreachable(self.base_url, exc)
 
-    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
-        """Send with retries on connection failures (idempotent paths only) and the circuit breaker."""
-        self.breaker.check(self.base_url)
-        retries = self.retries if request.url.path in IDEMPOTENT_PATHS or request.method == "HEAD" else 0
-        delays = backoff_delays(retries)
+    def _sleep_within(self, delay: float, deadline: float | None) -> bool:
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
+
+    def _send(self, request: httpx.Request, *, stream: bool = False, log: RequestLog | None = None,
+              deadline: float | None = None) -> httpx.Response:
+        """Send with the safe retries (see the class) and the circuit breaker; returns once headers came."""
+        idempotent = request.url.path in IDEMPOTENT_PATHS or request.method == "HEAD"
+        delays = backoff_delays(self.retries if idempotent or self.retry_writes else 0)
+        busy_delays = backoff_delays(self.busy_retries, base=0.25, cap=5.0)
         while True:
+            self.breaker.check(self.base_url)
             try:
                 response = self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self.breaker.record_failure()
                 delay = next(delays, None)
-                if delay is None or self.breaker.state == "open":
+                if delay is None or self.breaker.state == "open" or not self._sleep_within(delay, deadline):
                     raise self._unreachable(exc) from exc
-                time.sleep(delay)
-                continue
             except httpx.TimeoutException as exc:
+                self.breaker.record_failure()
                 raise RequestTimeout(f"no answer from {self.base_url}{request.url.path} within "
                                      f"{request.extensions['timeout']['read']:g}s") from exc
             except httpx.TransportError as exc:
                 raise ServerError(f"connection to {self.base_url} failed: {exc or type(exc).__name__}") from exc
-            self.breaker.record_success()
-            return response
+            else:
+                self.breaker.record_success()
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                delay = next(busy_delays, None)
+                if delay is None:
+                    return response
+                delay = retry_after_seconds(response.headers.get("retry-after")) or delay
+                if not self._sleep_within(delay, deadline):
+                    return response
+                response.close()
+            if log is not None:
+                log.attempts += 1
+
+    def _acquire(self) -> None:
+        if self.gate is not None:
+            self.gate.acquire()
+
+    def _release(self) -> None:
+        if self.gate is not None:
+            self.gate.release()
 
     def request(self, method: str, path: str, *, json: Any = None, content: Any = None,
-                model: str | None = None, timeout: float | None = None) -> httpx.Response:
-        """One non-streamed call; HTTP errors become typed exceptions."""
-        req = self._http.build_request(method, path, json=json, content=content, timeout=self._timeout(timeout))
-        response = self._send(req)
+                model: str | None = None, timeout: float | None = None, log: bool = True) -> httpx.Response:
+        """One non-streamed call; HTTP errors become typed exceptions. Logged unless `log=False` (the caller
+        logs, e.g. with a token count)."""
+        entry = RequestLog(method, path, model)
+        deadline = self._deadline()
+        req = self._http.build_request(method, path, json=json, content=content,
+                                       timeout=self._timeout(timeout, deadline),
+                                       headers={"X-Request-ID": entry.request_id})
+        req.extensions["sollama_log"] = entry
+        self._acquire()
+        try:
+            response = self._send(req, log=entry, deadline=deadline)
+        except Exception as exc:
+            entry.failed(exc)
+            raise
+        finally:
+            self._release()
         if response.status_code >= 400:
-            raise error_for_status(response.status_code, response.content, model=model)
+            error = error_for_status(response.status_code, response.content, model=model)
+            entry.done(response.status_code)
+            raise error
+        if log:
+            entry.done(response.status_code)
         return response
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
-        response = self.request(method, path, **kw)
+        response = self.request(method, path, log=False, **kw)
+        entry: RequestLog = response.request.extensions["sollama_log"]
         try:
-            return response.json()
+            obj = response.json()
         except ValueError as exc:
+            entry.done("malformed")
             raise OllamaError(f"{path} answered with something that is not JSON: {response.text[:80]!r}") from exc
+        entry.done(response.status_code, eval_count(obj))
+        return obj
 
     # -- endpoints ---------------------------------------------------------------------------------------------
 
@@ -143,6 +266,14 @@ class OllamaClient:
         return dict(self._json("POST", "/api/generate", json={"model": model, "prompt": "", "keep_alive": 0,
                                                               "stream": False}, model=model))
 
+    def embed(self, model: str, input: str | list[str], *, truncate: bool | None = None,
+              options: dict[str, Any] | None = None, keep_alive: str | int | float | None = None,
+              dimensions: int | None = None) -> list[list[float]]:
+        """POST /api/embed: one vector per input string."""
+        body = embed_payload(model, input, truncate=truncate, options=options, keep_alive=keep_alive,
+                             dimensions=dimensions)
+        return embeddings_from(self._json("POST", "/api/embed", json=body, model=model))
+
     def blob_exists(self, digest: str) -> bool:
         req = self._http.build_request("HEAD", f"/api/blobs/{digest}")
         response = self._send(req)
@@ -172,24 +303,49 @@ class OllamaClient:
 
     def _stream_objects(self, path: str, body: dict[str, Any], *, model: str | None,
                         read_timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        req = self._http.build_request("POST", path, json=body, timeout=self._timeout(read_timeout))
-        response = self._send(req, stream=True)
+        entry = RequestLog("POST", path, model)
+        deadline = self._deadline()
+        req = self._http.build_request("POST", path, json=body, timeout=self._timeout(read_timeout, deadline),
+                                       headers={"X-Request-ID": entry.request_id})
+        status: int | str = "incomplete"
+        tokens: int | None = None
+        self._acquire()
         try:
-            if response.status_code >= 400:
-                response.read()
-                raise error_for_status(response.status_code, response.content, model=model)
+            response = self._send(req, stream=True, log=entry, deadline=deadline)
+            status = response.status_code
             try:
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield parse_line(line)
-            except httpx.ReadTimeout as exc:
-                raise RequestTimeout(f"the stream from {self.base_url}{path} stalled: no data for "
-                                     f"{req.extensions['timeout']['read']:g}s") from exc
-            except httpx.TransportError as exc:
-                raise ServerError(f"the connection to {self.base_url} broke mid-stream "
-                                  f"({type(exc).__name__})") from exc
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_for_status(response.status_code, response.content, model=model)
+                try:
+                    # Past this point nothing is retried: the server has started answering.
+                    for line in response.iter_lines():
+                        if deadline is not None and time.monotonic() > deadline:
+                            status = "RequestTimeout"
+                            raise RequestTimeout(f"the call to {self.base_url}{path} ran past its total timeout "
+                                                 f"of {self.total_timeout:g}s")
+                        if line.strip():
+                            obj = parse_line(line)
+                            if obj.get("done"):
+                                tokens = eval_count(obj)
+                            yield obj
+                except httpx.ReadTimeout as exc:
+                    status = "RequestTimeout"
+                    raise RequestTimeout(f"the stream from {self.base_url}{path} stalled: no data for "
+                                         f"{req.extensions['timeout']['read']:g}s") from exc
+                except httpx.TransportError as exc:
+                    status = "ServerError"
+                    raise ServerError(f"the connection to {self.base_url} broke mid-stream "
+                                      f"({type(exc).__name__})") from exc
+            finally:
+                response.close()
+        except Exception as exc:
+            if status == "incomplete" or isinstance(status, int):
+                status = getattr(exc, "status", None) or type(exc).__name__
+            raise
         finally:
-            response.close()
+            self._release()
+            entry.done(status, tokens)
 
     def stream(self, req: GenerateRequest, *, read_timeout: float | None = None) -> Iterator[StreamEvent]:
         """Stream a generate/chat request as typed events; the last is a FinalChunk.
@@ -203,8 +359,7 @@ class OllamaClient:
                 return
         raise ServerError("the server ended the stream before its final chunk")
 
-    def generate(self, req: GenerateRequest, *, read_timeout: float | None = None) -> GenerateResult:
-        """Run a request to the end and return the collected result (streamed or not, as `req.stream` says)."""
+    def _run(self, req: GenerateRequest, read_timeout: float | None) -> GenerateResult:
         if not req.stream:
             obj = self._json("POST", req.path, json=req.payload(), model=req.model, timeout=read_timeout)
             return result_from_object(req.model, obj)
@@ -213,3 +368,50 @@ class OllamaClient:
             builder.add(event)
         return builder.result()
 
+    @overload
+    def generate(self, model: GenerateRequest, prompt: str = ..., *, stream: Literal[False] = ...,
+                 read_timeout: float | None = ..., **fields: Any) -> GenerateResult: ...
+
+    @overload
+    def generate(self, model: str, prompt: str = ..., *, stream: Literal[False] = ...,
+                 read_timeout: float | None = ..., **fields: Any) -> GenerateResult: ...
+
+    @overload
+    def generate(self, model: str, prompt: str = ..., *, stream: Literal[True],
+                 read_timeout: float | None = ..., **fields: Any) -> Iterator[StreamEvent]: ...
+
+    def generate(self, model: str | GenerateRequest, prompt: str = "", *, stream: bool = False,
+                 read_timeout: float | None = None, **fields: Any) -> GenerateResult | Iterator[StreamEvent]:
+        """`/api/generate`. `generate(model, prompt)` returns a GenerateResult (`.text`, `.timings`);
+        `stream=True` returns an iterator of events (TextChunk…, then a FinalChunk). `fields`: system, options,
+        format, keep_alive, raw, think, images. A GenerateRequest runs as it says (chat or generate) and returns
+        the result."""
+        if isinstance(model, GenerateRequest):
+            return self._run(model, read_timeout)
+        req = build_request(model, prompt=prompt, stream=stream, **fields)
+        return self.stream(req, read_timeout=read_timeout) if stream else self._run(req, read_timeout)
+
+    @overload
+    def chat(self, model: str, messages: list[dict[str, Any]], *, stream: Literal[False] = ...,
+             read_timeout: float | None = ..., **fields: Any) -> GenerateResult: ...
+
+    @overload
+    def chat(self, model: str, messages: list[dict[str, Any]], *, stream: Literal[True],
+             read_timeout: float | None = ..., **fields: Any) -> Iterator[StreamEvent]: ...
+
+    def chat(self, model: str, messages: list[dict[str, Any]], *, stream: bool = False,
+             read_timeout: float | None = None, **fields: Any) -> GenerateResult | Iterator[StreamEvent]:
+        """`/api/chat` with `messages` ([{"role", "content"}]); returns and streams as `generate` does."""
+        req = build_request(model, messages=list(messages), stream=stream, **fields)
+        return self.stream(req, read_timeout=read_timeout) if stream else self._run(req, read_timeout)
+
+
+class OllamaClient(Client):
+    """The same client with the CLI's original conservative defaults, kept for existing callers: connection
+    retries only on idempotent calls, no retries after 429/503, a breaker of its own."""
+
+    retry_writes = False
+    default_busy_retries = 0
+
+    def _default_breaker(self) -> CircuitBreaker:
+        return CircuitBreaker()

@@ -98,10 +98,10 @@ class RestartResult:
 
 def quick_client(base_url: str, timeout: float = 2.0) -> Any:
     from ollama_ops.client.resilience import CircuitBreaker
-    from ollama_ops.client.sync import OllamaClient
+    from ollama_ops.client.sync import Client
 
-    return OllamaClient(base_url, connect_timeout=min(timeout, 1.0), read_timeout=timeout, retries=0,
-                        breaker=CircuitBreaker(failures=1 << 30))
+    return Client(base_url, connect_timeout=min(timeout, 1.0), read_timeout=timeout, retries=0, busy_retries=0,
+                  breaker=CircuitBreaker(failures=1 << 30))
 
 
 def probe(client: Any) -> str:

@@ -254,7 +254,7 @@ def deep_probe(client: Any, model: str | None, timeout: float) -> DeepProbe:
 def collect_status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
                    sample_s: float = 0.1) -> StatusReport:
     """Probe the configured server once. Never raises for an unreachable server: the report says so."""
-    from ollama_ops.client.sync import OllamaClient
+    from ollama_ops.client.sync import Client
 
     address = parse_host(settings.server.host)
     now = datetime.now(UTC)
@@ -263,7 +263,7 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
     quick = min(settings.client.read_timeout, 10.0)
     # One attempt: status reports how the server is now (`--wait` is the way to wait for it), and a CI loop
     # that polls it should not sit through retry back-off on every refused connection.
-    with OllamaClient.from_settings(settings, read_timeout=quick, retries=0) as client:
+    with Client.from_settings(settings, read_timeout=quick, retries=0) as client:
         try:
             start = time.perf_counter()
             report.version = client.version()
@@ -321,15 +321,17 @@ def wait_until_reachable(settings: Any, timeout: float, *, interval: float = 0.2
                          clock: Callable[[], float] = time.monotonic,
                          sleep: Callable[[float], None] = time.sleep) -> bool:
     """Poll GET / until it answers or `timeout` seconds pass (each poll bounded by the time left)."""
-    from ollama_ops.client.sync import OllamaClient
+    from ollama_ops.client.resilience import CircuitBreaker
+    from ollama_ops.client.sync import Client
 
     address = parse_host(settings.server.host)
     deadline = clock() + max(0.0, timeout)
     while True:
         left = deadline - clock()
         # A fresh client per poll: no retries, and no circuit breaker holding a server that just came up.
-        with OllamaClient(address.base_url, connect_timeout=max(0.05, min(left, settings.client.connect_timeout)),
-                          read_timeout=max(0.05, min(left, 5.0)), retries=0) as client:
+        with Client(address.base_url, connect_timeout=max(0.05, min(left, settings.client.connect_timeout)),
+                    read_timeout=max(0.05, min(left, 5.0)), retries=0, busy_retries=0,
+                    breaker=CircuitBreaker()) as client:
             try:
                 client.ping()
                 return True
