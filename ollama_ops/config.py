@@ -97,12 +97,12 @@ class LoggingSettings:
 
 @dataclass
 class WatchSettings:
-    interval: float = _rule(min=0.01)
-    probe_timeout: float = _rule(min=0.01)
+    interval: float = _rule(min=0.01, max=WEEK_S)
+    probe_timeout: float = _rule(min=0.01, max=WEEK_S)
     probe_model: str | None = _rule()
     failures: int = _rule(min=1, max=1000)
-    backoff: float = _rule(min=0)
-    backoff_max: float = _rule(min=0)
+    backoff: float = _rule(min=0, max=WEEK_S)
+    backoff_max: float = _rule(min=0, max=WEEK_S)
     max_restarts: int = _rule(min=1, max=1000)
     on_event: list[str] = _rule()
 
