@@ -102,7 +102,7 @@ def test_rm_without_yes_refuses_when_stdin_is_not_a_terminal(sollama, stub):
 def test_rm_yes_removes_the_model(sollama, stub):
     result = sollama("--host", stub.host, "models", "rm", "stub-model", "--yes", "--json")
     _ok(result)
-    assert json.loads(result.stdout) == {"name": "stub-model", "removed": True}
+    assert json.loads(result.stdout) == {"name": "stub-model:latest", "removed": True}  # the installed name
     assert json.loads(sollama("--host", stub.host, "models", "list", "--json").stdout) == {"models": []}
 
 
@@ -116,8 +116,8 @@ def test_remove_service_asks_and_keeps_on_no(stub):
     asked: list[str] = []
     with OllamaClient(stub.url) as client:
         kept = svc.remove_model(client, "stub-model", confirm=lambda name: asked.append(name) or False)
-    assert asked == ["stub-model"]
-    assert kept == svc.RemoveResult("stub-model", removed=False)
+    assert asked == ["stub-model:latest"]
+    assert kept == svc.RemoveResult("stub-model:latest", removed=False)
     assert stub.models == ["stub-model:latest"]
 
 
@@ -351,3 +351,35 @@ def test_unload_reports_a_model_still_loaded_after_the_wait():
     assert client.unloaded == ["m:latest"]
     assert result == svc.UnloadResult(unloaded=[], still_loaded=["m:latest"])
     assert now[0] == pytest.approx(2.0)
+
+
+# -- names match as Ollama matches them (core/names.py), and are checked before any work --------------------------
+
+@pytest.mark.parametrize("spelling", ["stub-model", "STUB-Model", "stub-model:latest", "Stub-Model:LATEST",
+                                      "library/stub-model", "registry.ollama.ai/library/stub-model:latest",
+                                      "https://registry.ollama.ai/library/stub-model:latest"])
+def test_rm_matches_every_spelling_of_the_installed_name(sollama, stub, spelling):
+    result = sollama("--host", stub.host, "models", "rm", spelling, "--yes", "--json")
+    _ok(result)
+    assert json.loads(result.stdout) == {"name": "stub-model:latest", "removed": True}
+    assert [(m, p, b) for m, p, b in stub.requests if m == "DELETE"] == \
+        [("DELETE", "/api/delete", {"model": "stub-model:latest"})]
+    assert stub.models == []
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("bad name", "its model may not contain ' '"), ("me/-y", "its model must start with a letter"),
+    ("x:", "its tag must be 1 to 80"), ("/m", "its namespace must be 1 to 80"),
+    ("a/b.c/m", "its namespace may not contain '.'"), (" x", "whitespace"),
+    ("m" * 81, "its model must be 1 to 80 characters"), ("x:" + "t" * 81, "its tag must be 1 to 80"),
+])
+def test_rm_and_import_refuse_an_invalid_name_before_any_work(sollama, stub, tmp_path, name, problem):
+    result = sollama("--host", stub.host, "models", "rm", name, "--yes")
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr and "invalid model name" in result.stderr
+    assert stub.request_count == 0
+    missing = tmp_path / "absent.gguf"  # the name is checked first: no "no such file", no hashing
+    result = sollama("--host", stub.host, "models", "import", str(missing), "--name", name)
+    assert result.exit_code == 2, result.output
+    assert "invalid model name" in result.stderr and "no such file" not in result.stderr
+    assert stub.request_count == 0

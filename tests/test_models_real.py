@@ -59,8 +59,8 @@ def test_import_present_blob_skips_upload_then_rm(sollama, ollama):
         again = sollama("--host", ollama.host, "models", "import", str(gguf), "--name", name)
         assert again.exit_code == 1, again.output
         assert "already exists" in again.stderr
-    finally:
-        removed = sollama("--host", ollama.host, "models", "rm", name, "--yes")
+    finally:  # another spelling of the same name: rm matches names as Ollama (and `models show`) does
+        removed = sollama("--host", ollama.host, "models", "rm", f"library/{name.upper()}", "--yes")
     assert removed.exit_code == 0, removed.output
     assert name not in _names(sollama, ollama.host)
     assert ollama.model in _names(sollama, ollama.host)  # the shared blob survived
@@ -74,3 +74,16 @@ def test_unload_all_empties_ps(sollama, ollama):
         assert result.exit_code == 0, result.output
         assert ollama.model in json.loads(result.stdout)["unloaded"]
         assert client.ps() == []
+
+
+def test_show_and_rm_match_names_alike(sollama, ollama):
+    """Ollama matches names case-insensitively with default namespace and tag; `models show` (the server's
+    matching) and `models rm`'s check (core/names.py) agree on every spelling."""
+    for spelling in (ollama.model.upper(), f"registry.ollama.ai/library/{ollama.model}", f"library/{ollama.model}"):
+        shown = sollama("--host", ollama.host, "models", "show", spelling, "--json")
+        assert shown.exit_code == 0, shown.output
+    absent = sollama("--host", ollama.host, "models", "show", "smollm2:136m")
+    assert absent.exit_code == 1, absent.output
+    refused = sollama("--host", ollama.host, "models", "rm", "smollm2:136m", "--yes")
+    assert refused.exit_code == 1 and "not found" in refused.stderr, refused.output
+    assert ollama.model in _names(sollama, ollama.host)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from ollama_ops.core.names import normalize_name, parse_model_name
 from ollama_ops.errors import ModelNotFound, SollamaError, UsageError
 
 GGUF_MAGIC = b"GGUF"
@@ -221,6 +222,7 @@ def import_gguf(client: Any, path: Path, name: str, *, template: str | None = No
                 progress: Progress | None = None, expected_digest: str | None = None) -> ImportResult:
     """Hash, upload (unless the server has the blob) and create model `name` from a local GGUF file."""
     progress = progress or _Silent()
+    check_model_name(name)  # before the file is read: hashing a big GGUF for a name the server refuses wastes minutes
     size = check_gguf(path)
     if not force and name_taken(client, name):
         raise SollamaError(f"a model named '{name}' already exists", hint="pick another --name or pass --force")
@@ -252,26 +254,41 @@ def import_gguf(client: Any, path: Path, name: str, *, template: str | None = No
     return ImportResult(name=name, file=str(path), digest=digest, size=size, uploaded=uploaded, statuses=statuses)
 
 
-def normalize_name(name: str) -> str:
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+def check_model_name(name: str) -> None:
+    """UsageError unless Ollama would accept `name` as a model name (core.names has its rules)."""
+    try:
+        parse_model_name(name)
+    except ValueError as exc:
+        raise UsageError(f"invalid model name {name!r:.100}: {exc}",
+                         hint="e.g. mymodel, mymodel:7b or me/mymodel:q4") from None
+
+
+def installed_as(client: Any, name: str) -> str | None:
+    """The installed model that `name` means, spelled as the server lists it (names match as Ollama matches
+    them: default tag, namespace and host, any case), or None."""
+    key = normalize_name(name)
+    return next((n for n in installed_names(client) if normalize_name(n) == key), None)
 
 
 def name_taken(client: Any, name: str) -> bool:
-    return normalize_name(name) in {normalize_name(n) for n in installed_names(client)}
+    return installed_as(client, name) is not None
 
 
 def remove_model(client: Any, name: str, *, confirm: Callable[[str], bool] | None = None) -> RemoveResult:
-    """Delete model `name`. With `confirm`, the model must exist and `confirm(name)` must say yes first."""
+    """Delete model `name`, matched against the installed names as `models show` matches it. With `confirm`,
+    the model must exist and `confirm(name)` must say yes first."""
+    check_model_name(name)
+    target = installed_as(client, name)
     if confirm is not None:
-        if not name_taken(client, name):
+        if target is None:
             raise not_found(client, ModelNotFound(name))
-        if not confirm(name):
-            return RemoveResult(name=name, removed=False)
+        if not confirm(target):
+            return RemoveResult(name=target, removed=False)
     try:
-        client.delete(name)
+        client.delete(target or name)
     except ModelNotFound as exc:
         raise not_found(client, exc) from None
-    return RemoveResult(name=name, removed=True)
+    return RemoveResult(name=target or name, removed=True)
 
 
 def unload_models(client: Any, name: str | None = None, *, all_models: bool = False, wait: float = 10.0,
