@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ollama_ops.cli.app import app
+from tests.services_fixtures import postgres_server, postgres_url, redis_server, redis_url  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("SOLLAMA_TOOLS") or Path.home() / ".cache" / "sollama" / "tools")
@@ -225,3 +226,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"ollama", "ollama_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ollama)
+        if {"redis_server", "postgres_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)

@@ -1,0 +1,90 @@
+"""Which upstream host serves a request (pure): model-aware, least busy, never a host without the model.
+
+Order: among hosts that are up (breaker closed) and have the model installed,
+1. a host with the model already **loaded** and a free slot (no cold load), the least busy of them;
+2. else the least busy host with a free slot (in-flight / slots; ties: fewer in flight, then the listed order);
+3. else, when every eligible host's slots are full: wait (the request stays in the fair queue);
+4. no eligible host at all: `missing` (no host that is up has the model) or `down` (no host is up).
+A host without the model is never chosen: Ollama would answer 404 or, worse, start a pull.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+LOADED, LEAST_BUSY, WAIT, MISSING, DOWN = "loaded", "least-busy", "wait", "missing", "down"
+
+
+def normalize_model(name: str) -> str:
+    """Ollama's name form: a name without a tag means `:latest` (the tag follows the last `/`)."""
+    name = name.strip()
+    if not name:
+        return name
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What routing knows of one host at one instant."""
+
+    name: str  # its base URL: the host's identity everywhere (metrics, leases, status)
+    slots: int
+    in_flight: int = 0
+    up: bool = True
+    installed: frozenset[str] = field(default_factory=frozenset)  # normalized names from /api/tags
+    loaded: frozenset[str] = field(default_factory=frozenset)  # normalized names from /api/ps
+
+    @property
+    def free(self) -> int:
+        return max(0, self.slots - self.in_flight)
+
+    @property
+    def busy(self) -> float:
+        """In-flight per slot: the least-busy measure (a host with no slots counts as full)."""
+        return self.in_flight / self.slots if self.slots > 0 else float("inf")
+
+    def has(self, model: str) -> bool:
+        return model in self.installed or model in self.loaded
+
+
+@dataclass(frozen=True)
+class Choice:
+    verdict: str  # LOADED | LEAST_BUSY | WAIT | MISSING | DOWN
+    host: str | None = None
+
+    @property
+    def chosen(self) -> bool:
+        return self.host is not None
+
+
+def choose(hosts: Sequence[HostView], model: str, *, exclude: Iterable[str] = ()) -> Choice:
+    """The host for one request for `model` (see the module doc). `exclude`: hosts already tried for this request
+    (the retry goes elsewhere)."""
+    wanted = normalize_model(model)
+    skip = set(exclude)
+    up = [(i, h) for i, h in enumerate(hosts) if h.up and h.name not in skip]
+    if not up:
+        return Choice(DOWN)
+    eligible = [(i, h) for i, h in up if h.has(wanted)]
+    if not eligible:
+        return Choice(MISSING)
+    free = [(i, h) for i, h in eligible if h.free > 0]
+    if not free:
+        return Choice(WAIT)
+
+    def rank(item: tuple[int, HostView]) -> tuple[float, int, int]:
+        i, h = item
+        return (h.busy, h.in_flight, i)
+
+    warm = [item for item in free if wanted in item[1].loaded]
+    if warm:
+        return Choice(LOADED, min(warm, key=rank)[1].name)
+    return Choice(LEAST_BUSY, min(free, key=rank)[1].name)
+
+
+def hosts_with(hosts: Sequence[HostView], model: str) -> list[str]:
+    """The hosts that are up and have `model` installed (where a waiting request may later go)."""
+    wanted = normalize_model(model)
+    return [h.name for h in hosts if h.up and h.has(wanted)]
