@@ -37,6 +37,7 @@ def host(name, slots=2, in_flight=0, up=True, installed=(M,), loaded=()):
     ("smollm2", "smollm2:latest"), ("smollm2:135m", "smollm2:135m"), ("  llama3  ", "llama3:latest"),
     ("registry.local:5000/lib/qwen", "registry.local:5000/lib/qwen:latest"),
     ("registry.local:5000/lib/qwen:7b", "registry.local:5000/lib/qwen:7b"), ("", ""),
+    ("SmolLM2:135M", "smollm2:135m"), ("registry.ollama.ai/library/smollm2:latest", "smollm2:latest"),
 ])
 def test_normalize_model(raw, expected):
     assert normalize_model(raw) == expected

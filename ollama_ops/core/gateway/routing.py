@@ -13,16 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ollama_ops.core.names import normalize_name
+
 LOADED, LEAST_BUSY, WAIT, MISSING, DOWN = "loaded", "least-busy", "wait", "missing", "down"
 
 
 def normalize_model(name: str) -> str:
-    """Ollama's name form: a name without a tag means `:latest` (the tag follows the last `/`)."""
+    """One key per model, as Ollama matches names ("SmolLM2" and "smollm2:latest" are one model)."""
     name = name.strip()
-    if not name:
-        return name
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+    return normalize_name(name) if name else name
 
 
 @dataclass(frozen=True)
