@@ -108,6 +108,27 @@ class WatchSettings:
 
 
 @dataclass
+class GatewaySettings:
+    """`sollama serve` (see ollama_ops/gateway/)."""
+
+    listen: str = _rule(nonempty=True)
+    upstream: str | None = _rule()
+    slots: int | None = _rule(min=1, max=1024)
+    workers: int = _rule(min=1, max=1)
+    auth: str = _rule(choices=("auto", "required", "off"))
+    metrics_token: str | None = _rule()
+    cors_origins: list[str] = _rule()
+    body_limit: int = _rule(min=1024, max=2**40)
+    queue_depth: int = _rule(min=0, max=10**7)
+    max_wait: float = _rule(min=0.01, max=WEEK_S)
+    first_byte_timeout: float = _rule(min=0.01, max=WEEK_S)
+    idle_timeout: float = _rule(min=0.01, max=WEEK_S)
+    drain_timeout: float = _rule(min=0, max=WEEK_S)
+    log_prompts: bool = _rule()
+    limits_storage: str = _rule(nonempty=True)
+
+
+@dataclass
 class Settings:
     server: ServerSettings
     ollama: OllamaSettings
@@ -118,6 +139,7 @@ class Settings:
     report: ReportSettings
     logging: LoggingSettings
     watch: WatchSettings
+    gateway: GatewaySettings
     # Where each leaf value came from ("default", "file:<path>", "env:<VAR>", "flag:--x"), keyed "section.key".
     sources: dict[str, str] = field(default_factory=dict, repr=False)
     config_file: Path | None = None

@@ -147,7 +147,7 @@ def test_an_unclosed_quote_is_reported_where_it_starts(sollama, tmp_path):
     ("client:\n  retry: 1\n", "2:3: unknown key 'client.retry'; did you mean 'retries'?"),
     ("sever:\n  host: x\n", "1:1: unknown section 'sever'; did you mean 'server'?"),
     ("zzz: {}\n", "1:1: unknown section 'zzz'; valid keys: server, ollama, memory, client, generate, bench, report, "
-                  "logging, watch"),
+                  "logging, watch, gateway"),
 ])
 def test_unknown_key_names_it_and_the_nearest(sollama, tmp_path, text, message):
     cfg = _write(tmp_path / "c.yaml", text)

@@ -71,6 +71,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "List stored bench runs, show one, compare two (CI gate: --fail-on-regression exits 6), or "
                          "summarise usage."),
     "models": ("models", "List, inspect, import, remove and unload models (HTTP API only: works remotely)."),
+    "serve": ("serve", "Run the API gateway in the foreground: Ollama's API (native /api and OpenAI /v1) behind "
+                       "API keys, limits, a fair queue, Prometheus /metrics, an access log and usage records."),
+    "keys": ("keys", "Create, list, revoke and rotate the gateway's API keys (a secret is shown once, stored only "
+                     "as a hash)."),
     "config": ("config_cmd", "Show, locate, create and validate the configuration."),
     "completion": ("completion", "Print a shell completion script."),
 }

@@ -23,7 +23,7 @@ from ollama_ops.errors import SollamaError
 
 __all__ = ["RequestRecord", "RunMeta", "RunRecord", "Store", "UsageRow", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
@@ -85,10 +85,14 @@ CREATE TABLE IF NOT EXISTS usage (
     ttft_s REAL,
     outcome TEXT NOT NULL,
     error TEXT,
-    prompt TEXT
+    prompt TEXT,
+    key TEXT,
+    request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_time ON usage(time);
 """
+# Schema 2: usage rows name the gateway key (and request id) that made them.
+_MIGRATE_2 = "ALTER TABLE usage ADD COLUMN key TEXT; ALTER TABLE usage ADD COLUMN request_id TEXT;"
 
 
 @dataclass
@@ -108,13 +112,15 @@ class UsageRow:
     outcome: str = "ok"  # "ok" | "error" | "timeout" | "interrupted"
     error: str | None = None
     prompt: str | None = None
+    key: str | None = None  # the gateway key's name (command "gateway")
+    request_id: str | None = None
 
 
 _REQUEST_COLUMNS = ("run_id", "idx", "warmup", "send_time", "ttft", "e2el", "itl", "output_tokens",
                     "output_tokens_source", "prompt_tokens", "load_s", "prompt_eval_s", "eval_s", "total_s",
                     "queue_s", "ok", "error_kind", "error")
 _USAGE_COLUMNS = ("time", "command", "model", "prompt_tokens", "eval_tokens", "total_s", "load_s",
-                  "prompt_eval_s", "eval_s", "ttft_s", "outcome", "error", "prompt")
+                  "prompt_eval_s", "eval_s", "ttft_s", "outcome", "error", "prompt", "key", "request_id")
 _RUN_META_COLUMNS = ("label", "started_at", "host", "ollama_version", "model", "model_digest", "api", "load",
                      "sollama_version", "system", "sweep_id", "sweep_step")
 
@@ -174,7 +180,9 @@ class Store:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if version < SCHEMA_VERSION:
+        if version == 1:
+            conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version < SCHEMA_VERSION:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
     def _transaction(self) -> _Tx:
@@ -205,6 +213,16 @@ class Store:
         with self._transaction():
             self.conn.execute(f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) "
                               f"VALUES ({', '.join('?' * len(_USAGE_COLUMNS))})", values)
+
+    @_guarded
+    def record_usage_batch(self, rows: Iterable[UsageRow]) -> int:
+        """Append many usage rows in one transaction (the gateway's batched writes); returns how many."""
+        values = [[getattr(row, name) for name in _USAGE_COLUMNS] for row in rows]
+        if values:
+            with self._transaction():
+                self.conn.executemany(f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) "
+                                      f"VALUES ({', '.join('?' * len(_USAGE_COLUMNS))})", values)
+        return len(values)
 
     @_guarded
     def usage_rows(self, since: float | None = None, model: str | None = None) -> list[UsageRow]:

@@ -1,0 +1,8 @@
+"""`sollama serve`: the gateway in front of Ollama (keys, limits, a fair queue, metrics, access log, usage).
+
+Layout: `app` builds the ASGI application (ops routes in FastAPI, the proxied /api and /v1 paths on a plain ASGI
+hot path in `proxy`), `admission` owns the slots and the fair queue, `keystore` the API keys, `limiter` the
+per-key windows, `upstream` the aiohttp pool, `metrics` the Prometheus registry, `accesslog` and `usage` the
+off-hot-path writers, `server` runs uvicorn with the drain-on-SIGTERM rules. Pure parts live in
+`ollama_ops.core.gateway`. Nothing here is imported by `sollama --help`.
+"""

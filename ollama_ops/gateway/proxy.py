@@ -1,0 +1,363 @@
+"""The proxied paths (/api/*, /v1/*) as a plain ASGI handler: the gateway's hot path.
+
+Order of checks: allow-listed path (404/405) → key (401, the same message for every bad key) → admin route
+(403) → body size (413) → model patterns (403) → limits (429) → a slot (503 when the queue is full, the wait
+expired or the gateway drains) → upstream (502 unreachable, 504 no head in time). The upstream's bytes are
+relayed as they arrive; a failure after the first byte ends the stream with the dialect's error line/event.
+A caller that disconnects cancels its task: out of the queue at once, or the upstream request closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ollama_ops.core.gateway import dialect
+from ollama_ops.core.gateway.accounting import tokens_in
+from ollama_ops.core.gateway.keys import KeyRecord, model_allowed
+from ollama_ops.core.gateway.requestid import request_id
+from ollama_ops.core.gateway.routes import Kind, Match, NotAllowed, body_models, match, wants_stream
+from ollama_ops.gateway.admission import Draining, QueueFull, Refused
+
+if TYPE_CHECKING:
+    from ollama_ops.gateway.runtime import Gateway
+
+_TAIL = 4096
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's bookkeeping for the access log, metrics and usage."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str
+    t0: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.time)
+    area: str = "api"
+    route: str = "other"
+    kind: str = ""
+    key: str = "-"
+    model: str = "-"
+    status: int = 0
+    code: int = 0  # the outcome for logs/metrics: status, or 502/504 when a started stream failed
+    queue_s: float = 0.0
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    stream: bool = False
+    error: str | None = None
+    prompt: Any = None
+    authed: bool = False  # the key check passed (only such requests are usage)
+    gone: bool = False  # the caller disconnected
+    finished: bool = False  # the last byte was handed to the server
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+async def send_error(ex: Exchange, send, status: int, message: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole error response in the caller's dialect."""
+    body = dialect.error_body(ex.area, status, message)
+    ex.status = ex.code = status
+    ex.error = message
+    ex.finished = True
+    hdrs = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", ex.request_id.encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def handle(gw: Gateway, scope: dict, receive, send) -> None:
+    client = scope.get("client")
+    ex = Exchange(request_id(_header(scope, b"x-request-id")), scope["method"], scope["path"],
+                  f"{client[0]}:{client[1]}" if client else "-")
+    ex.area = "v1" if ex.path.startswith("/v1/") else "api"
+    task = asyncio.current_task()
+    try:
+        await _handle(gw, ex, scope, receive, send, task)
+    except asyncio.CancelledError:
+        if not ex.gone or task is None or task.uncancel() > 0:
+            raise
+        ex.code = ex.code if ex.finished else 499
+        ex.error = ex.error or "client disconnected"
+    finally:
+        ex.duration_s = time.perf_counter() - ex.t0
+        gw.finish(ex)
+
+
+async def _read_body(scope: dict, receive, limit: int) -> bytes | None:
+    """The whole body, or None when the caller left; raises OverflowError past `limit` bytes."""
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise OverflowError
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise OverflowError
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+async def _stream_body(receive):
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("the caller disconnected during the upload")
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body", False):
+            return
+
+
+async def _watch(receive, ex: Exchange, task: asyncio.Task) -> None:
+    """Wait for the caller to disconnect; then cancel the request's task (unless its response is complete)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not ex.finished:
+                ex.gone = True
+                task.cancel()
+            return
+
+
+async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -> None:
+    try:
+        found = match(scope["method"], scope["path"], scope.get("raw_path"))
+    except NotAllowed as exc:
+        msg = "not found" if exc.status == 404 else f"method {scope['method']} not allowed on {scope['path']}"
+        return await send_error(ex, send, exc.status, msg)
+    route = found.route
+    ex.route, ex.kind = route.path, route.kind.value
+
+    key, ok = gw.authenticate(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
+    if not ok:
+        return await send_error(ex, send, 401, dialect.UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+    ex.key = key.name if key else "-"
+    ex.authed = True
+    if route.kind is Kind.ADMIN and key is not None and not key.admin:
+        return await send_error(ex, send, 403, f"this key may not use {route.method} {route.path} (admin only)")
+
+    upload = route.path == "/api/blobs/{digest}" and route.method == "POST"
+    doc: Any = None
+    body: Any
+    if upload:
+        body = _stream_body(receive)
+    else:
+        try:
+            body = await _read_body(scope, receive, gw.config.body_limit)
+        except OverflowError:
+            return await send_error(ex, send, 413, f"request body over the limit of {gw.config.body_limit} bytes")
+        if body is None:
+            ex.gone, ex.code, ex.error = True, 499, "client disconnected"
+            return
+        if body and route.model_fields:
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                doc = None
+    models = body_models(route, doc) or []
+    if found.path_model:
+        models.append(found.path_model)
+    if key is not None and key.models:
+        if route.model_fields and body and not isinstance(doc, dict):
+            return await send_error(ex, send, 400, "the request body must be a JSON object")
+        for name in models:
+            if not model_allowed(key.models, name):
+                return await send_error(ex, send, 403, f"this key may not use model '{name}'")
+    if models:
+        ex.model = models[0]
+    ex.stream = wants_stream(route, doc)
+    if gw.config.log_prompts and isinstance(doc, dict):
+        ex.prompt = doc.get("prompt", doc.get("messages", doc.get("input")))
+
+    leased = False
+    extra: list[tuple[bytes, bytes]] = []
+    if key is not None and route.kind is Kind.INFER and (key.rpm or key.tpm or key.concurrency or key.daily_tokens):
+        refusal, verdict = gw.limiter.admit(key)
+        if refusal is not None:
+            gw.metrics.rejected.labels(refusal.name).inc()
+            hdrs = [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]
+            return await send_error(ex, send, 429, refusal.message(), hdrs)
+        leased = True
+        if verdict is not None:
+            extra = [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()]
+    watcher = None if upload else asyncio.ensure_future(_watch(receive, ex, task))
+    try:
+        if route.kind is Kind.INFER:
+            try:
+                if not gw.admission.try_acquire():
+                    ex.queue_s = await gw.admission.acquire(ex.key, key.priority if key else 1,
+                                                            request_id=ex.request_id, model=ex.model)
+                    gw.metrics.queue_wait.observe(ex.queue_s)
+            except Refused as exc:
+                reason = "draining" if isinstance(exc, Draining) else "queue_full" if isinstance(
+                    exc, QueueFull) else "max_wait"
+                gw.metrics.rejected.labels(reason).inc()
+                why = reason.replace("_", " ")
+                msg = dialect.BUSY if ex.area == "api" else f"server busy, please try again ({why})"
+                return await send_error(ex, send, 503, msg, [(b"retry-after", str(exc.retry_after).encode())])
+            try:
+                await _forward(gw, ex, found, body, scope, send, extra, key)
+            finally:
+                gw.admission.release()
+        else:
+            await _forward(gw, ex, found, body, scope, send, extra, key)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if leased:
+            gw.limiter.release(key)
+            gw.limiter.charge(key, ex.prompt_tokens + ex.output_tokens)
+
+
+async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: dict, send,
+                   extra: list[tuple[bytes, bytes]], key: KeyRecord | None) -> None:
+    headers = {"X-Request-ID": ex.request_id}
+    for name in (b"content-type", b"accept"):
+        value = _header(scope, name)
+        if value is not None:
+            headers[name.decode().title()] = value
+    route = found.route
+    try:
+        async with asyncio.timeout(gw.config.first_byte_timeout):
+            resp = await gw.upstream.request(route.method, found.path, data=body if body else None, headers=headers)
+    except TimeoutError:
+        gw.note_upstream(True)
+        return await send_error(ex, send, 504, f"no answer from Ollama within {gw.config.first_byte_timeout:g} s")
+    except (aiohttp.ClientError, OSError) as exc:
+        gw.note_upstream(False)
+        return await send_error(ex, send, 502, f"Ollama at {gw.upstream.base_url} is unreachable "
+                                               f"({type(exc).__name__})")
+    gw.note_upstream(True)
+    clean = False
+    try:
+        clean = await _relay(gw, ex, resp, send, extra, key) is not False
+    finally:
+        if clean:
+            resp.release()
+        else:
+            resp.close()  # closes the upstream connection at once: Ollama stops and frees its slot
+
+
+async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
+                 extra: list[tuple[bytes, bytes]], key: KeyRecord | None) -> bool | None:
+    """Send the upstream's answer; False when it failed mid-way (the upstream connection must be closed)."""
+    status = resp.status
+    ctype = resp.headers.get("Content-Type", "")
+    head = [(b"x-request-id", ex.request_id.encode()), (b"x-queue-wait-ms", b"%d" % round(ex.queue_s * 1000)),
+            *extra]
+    if status == 503:
+        head.append((b"retry-after", b"1"))
+    if status >= 400 and "json" not in ctype:
+        text = (await resp.read())[:200].decode("utf-8", "replace").strip()
+        return await send_error(ex, send, status, f"Ollama answered {status}: {text or 'no body'}", head[1:])
+    if ex.kind == Kind.LIST.value and key is not None and key.models and status == 200:
+        raw = _filter_listing(await resp.read(), key.models)
+        return await _whole(ex, send, status, ctype, raw, head)
+
+    ndjson, sse = "ndjson" in ctype, "event-stream" in ctype
+    if "Content-Length" in resp.headers:
+        head.append((b"content-length", resp.headers["Content-Length"].encode()))
+    if ctype:
+        head.append((b"content-type", ctype.encode()))
+    ex.status = ex.code = status
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    pending = b""
+    prev = last = b""
+    events = 0
+    try:
+        async for chunk in resp.content.iter_any():
+            if ndjson:
+                data = pending + chunk if pending else chunk
+                cut = data.rfind(b"\n") + 1
+                pending, data = data[cut:], data[:cut]
+                if not data:
+                    continue
+                if not dialect.ndjson_ok(data):
+                    raise _Malformed
+            else:
+                data = chunk
+                if sse:
+                    events += data.count(b"data: {")
+            if ex.ttft_s is None:
+                ex.ttft_s = time.perf_counter() - ex.t0
+            prev, last = last, data
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        if pending:
+            if ndjson and not dialect.ndjson_ok(pending):
+                raise _Malformed
+            prev, last = last, pending
+            await send({"type": "http.response.body", "body": pending, "more_body": True})
+    except _Malformed:
+        await _fail_stream(ex, send, sse, 502, "Ollama sent a malformed line; the stream was stopped")
+        return False
+    except TimeoutError:
+        await _fail_stream(ex, send, sse, 504, f"Ollama sent nothing for {gw.config.idle_timeout:g} s; the "
+                                               "stream was stopped")
+        return False
+    except (aiohttp.ClientError, OSError):
+        await _fail_stream(ex, send, sse, 502, "the connection to Ollama broke mid-response")
+        return False
+    ex.finished = True
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if status == 200:
+        ex.prompt_tokens, ex.output_tokens = tokens_in((prev + last)[-_TAIL:], sse_events=max(0, events - 1))
+    return True
+
+
+async def _fail_stream(ex: Exchange, send, sse: bool, code: int, message: str) -> None:
+    ex.code, ex.error = code, message
+    ex.finished = True
+    await send({"type": "http.response.body", "body": dialect.stream_error(ex.area, message, sse=sse),
+                "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _whole(ex: Exchange, send, status: int, ctype: str, body: bytes, head: list) -> None:
+    ex.status = ex.code = status
+    ex.finished = True
+    ex.ttft_s = time.perf_counter() - ex.t0
+    head = [*head, (b"content-type", (ctype or "application/json").encode()),
+            (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _filter_listing(raw: bytes, patterns: list[str]) -> bytes:
+    """/api/tags, /api/ps (`models[].name`) and /v1/models (`data[].id`) cut to the models a key may use."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(doc, dict):
+        for field_name, name_key in (("models", "name"), ("data", "id")):
+            items = doc.get(field_name)
+            if isinstance(items, list):
+                doc[field_name] = [m for m in items if isinstance(m, dict)
+                                   and model_allowed(patterns, str(m.get(name_key) or m.get("model") or ""))]
+    return json.dumps(doc).encode()

@@ -1,0 +1,138 @@
+"""The gateway's state: configuration, keys, limits, admission, upstream, metrics, access log and usage; and the
+end of every request (`finish`): one access-log line, the metrics, one usage row."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+from ollama_ops.core.gateway.keys import KeyRecord
+from ollama_ops.edges.store import UsageRow
+from ollama_ops.gateway.accesslog import AccessLog
+from ollama_ops.gateway.admission import Admission
+from ollama_ops.gateway.keystore import KeyRing, keys_path
+from ollama_ops.gateway.limiter import Limiter, make_storage
+from ollama_ops.gateway.metrics import Metrics
+from ollama_ops.gateway.proxy import Exchange
+from ollama_ops.gateway.settings import GatewayConfig
+from ollama_ops.gateway.upstream import Upstream
+from ollama_ops.gateway.usage import UsageSink
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None, keyring: KeyRing | None = None,
+                 clock=time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.keyring = keyring or KeyRing(config.keys_path or keys_path(), clock=clock)
+        self.limiter = limiter or Limiter(make_storage(config.limits_storage))
+        self.admission = Admission(config.slots, config.queue_depth, config.max_wait)
+        self.upstream = Upstream(config.upstream, connect_timeout=config.connect_timeout,
+                                 idle_timeout=config.idle_timeout)
+        self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight)
+        self.access_log: AccessLog | None = None
+        self.usage: UsageSink | None = None
+        self.started = time.time()
+        self._probe_task: asyncio.Task | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.upstream.start()
+        self.access_log = AccessLog(self.config.access_log_path, max_bytes=self.config.access_log_bytes)
+        self.usage = UsageSink(self.config.usage_db)
+        self.note_upstream(await self.upstream.probe())
+        self._probe_task = asyncio.create_task(self._probe_loop())
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self.note_upstream(await self.upstream.probe())
+
+    def begin_drain(self) -> int:
+        """SIGTERM: refuse new and queued requests with 503; in-flight ones go on."""
+        return self.admission.drain()
+
+    async def stop(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        await self.upstream.close()
+        if self.usage is not None:
+            self.usage.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def auth_required(self) -> bool:
+        mode = self.config.auth
+        if mode == "off":
+            return False
+        if mode == "required":
+            return True
+        self.keyring.refresh()
+        return self.keyring.any_keys
+
+    def authenticate(self, authorization: str | None, x_api_key: str | None) -> tuple[KeyRecord | None, bool]:
+        """(key, ok): the caller's key (None = anonymous, when auth is off) and whether it may go on."""
+        from ollama_ops.core.gateway.keys import extract_key
+
+        secret = extract_key(authorization, x_api_key)
+        if not self.auth_required():
+            return (self.keyring.lookup(secret) if secret and self.config.auth != "off" else None), True
+        key = self.keyring.lookup(secret)
+        return key, key is not None
+
+    def may_read_metrics(self, authorization: str | None, x_api_key: str | None) -> bool:
+        import hmac
+
+        from ollama_ops.core.gateway.keys import extract_key
+
+        if not self.auth_required():
+            return True
+        secret = extract_key(authorization, x_api_key)
+        token = self.config.metrics_token
+        if secret and token and hmac.compare_digest(secret.encode(), token.encode()):
+            return True
+        key = self.keyring.lookup(secret)
+        return key is not None and key.admin
+
+    def note_upstream(self, up: bool) -> None:
+        self.upstream.up = up
+        self.metrics.upstream_up.labels(self.config.upstream).set(1 if up else 0)
+
+    def finish(self, ex: Exchange) -> None:
+        """Log, count and record a finished request (off the hot path's disk: queues only)."""
+        code = ex.code or ex.status
+        model_label = ex.model if code < 400 else "-"
+        self.metrics.requests.labels(ex.key, model_label, ex.route, str(code)).inc()
+        self.metrics.duration.labels(ex.route).observe(ex.duration_s)
+        if ex.ttft_s is not None:
+            self.metrics.ttft.labels(ex.route).observe(ex.ttft_s)
+        if ex.prompt_tokens:
+            self.metrics.tokens.labels(ex.key, model_label, "prompt").inc(ex.prompt_tokens)
+        if ex.output_tokens:
+            self.metrics.tokens.labels(ex.key, model_label, "output").inc(ex.output_tokens)
+        entry = {
+            "time": datetime.fromtimestamp(ex.started, UTC).isoformat(timespec="milliseconds"),
+            "request_id": ex.request_id, "key": ex.key, "model": ex.model, "method": ex.method,
+            "route": ex.route, "path": ex.path if ex.route != "other" else ex.path[:200], "status": code,
+            "queue_ms": round(ex.queue_s * 1000, 3),
+            "ttft_ms": None if ex.ttft_s is None else round(ex.ttft_s * 1000, 3),
+            "duration_ms": round(ex.duration_s * 1000, 3), "prompt_tokens": ex.prompt_tokens,
+            "output_tokens": ex.output_tokens, "stream": ex.stream, "client": ex.client,
+        }
+        if ex.error:
+            entry["error"] = ex.error
+        if self.config.log_prompts and ex.prompt is not None:
+            entry["prompt"] = ex.prompt
+        if self.access_log is not None:
+            self.access_log.write(entry)
+        if self.usage is not None and ex.kind == "infer" and ex.authed:
+            outcome = "ok" if code < 400 else "interrupted" if code == 499 else "error"
+            self.usage.add(UsageRow(time=ex.started, command="gateway", model=ex.model,
+                                    prompt_tokens=ex.prompt_tokens, eval_tokens=ex.output_tokens,
+                                    total_s=ex.duration_s, ttft_s=ex.ttft_s, outcome=outcome,
+                                    error=ex.error, key=ex.key, request_id=ex.request_id))

@@ -1,0 +1,93 @@
+"""The gateway's resolved configuration (from the `gateway:` section, flags already folded in) and the start-up
+safety rule: auth may be off only on loopback."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ollama_ops.core.hosts import HostAddress, parse_host
+from ollama_ops.errors import ConfigError
+
+DEFAULT_PORT = 8000
+
+
+@dataclass
+class GatewayConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = DEFAULT_PORT
+    upstream: str = "http://127.0.0.1:11434"
+    slots: int = 1
+    auth: str = "auto"  # auto | required | off
+    metrics_token: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    body_limit: int = 32 * 1024 * 1024
+    queue_depth: int = 256
+    max_wait: float = 120.0
+    first_byte_timeout: float = 300.0
+    idle_timeout: float = 300.0
+    connect_timeout: float = 3.0
+    drain_timeout: float = 30.0
+    log_prompts: bool = False
+    limits_storage: str = "memory://"
+    insecure_no_auth: bool = False
+    keys_path: Path | None = None
+    access_log_path: Path | None = None
+    access_log_bytes: int = 10 * 1024 * 1024
+    usage_db: Path | None = None  # None = the history database
+
+    @property
+    def listen_url(self) -> str:
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"http://{host}:{self.listen_port}"
+
+    @property
+    def loopback(self) -> bool:
+        return _listen_address(self.listen_host, self.listen_port).is_loopback
+
+
+def _listen_address(host: str, port: int) -> HostAddress:
+    return HostAddress("http", host, port)
+
+
+_LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]*)(?::(\d{1,5}))?")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT`, `HOST` (port 8000), `[::1]:PORT`, or `:PORT` (all interfaces)."""
+    m = _LISTEN.fullmatch(value.strip())
+    if not m or not value.strip():
+        raise ConfigError(f"gateway.listen must be HOST:PORT, got {value!r:.60}")
+    host, port = m.group(1).strip("[]") or "0.0.0.0", int(m.group(2) or DEFAULT_PORT)
+    if not 0 < port < 65536:
+        raise ConfigError(f"gateway.listen port must be 1-65535, got {value!r:.60}")
+    return host, port
+
+
+def from_settings(settings, *, listen: str | None = None, upstream: str | None = None, slots: int | None = None,
+                  insecure_no_auth: bool = False) -> GatewayConfig:
+    """The GatewayConfig from sollama's Settings and the command's flags."""
+    gw = settings.gateway
+    host, port = parse_listen(listen or gw.listen)
+    upstream_url = parse_host(upstream or gw.upstream or settings.server.host).base_url
+    return GatewayConfig(
+        listen_host=host, listen_port=port, upstream=upstream_url,
+        slots=slots or gw.slots or settings.server.num_parallel or 1, auth=gw.auth,
+        metrics_token=gw.metrics_token, cors_origins=list(gw.cors_origins), body_limit=gw.body_limit,
+        queue_depth=gw.queue_depth, max_wait=gw.max_wait, first_byte_timeout=gw.first_byte_timeout,
+        idle_timeout=gw.idle_timeout, connect_timeout=settings.client.connect_timeout,
+        drain_timeout=gw.drain_timeout, log_prompts=gw.log_prompts, limits_storage=gw.limits_storage,
+        insecure_no_auth=insecure_no_auth, access_log_bytes=settings.logging.max_log_bytes)
+
+
+def check_exposure(config: GatewayConfig, keys: int) -> None:
+    """Refuse (ConfigError, exit 3) to serve beyond loopback without keys, unless --insecure-no-auth."""
+    if config.loopback or config.insecure_no_auth:
+        return
+    if config.auth == "off":
+        raise ConfigError(f"gateway.auth is off but the gateway would listen on {config.listen_url}, beyond "
+                          "loopback", hint="listen on 127.0.0.1, turn auth on, or pass --insecure-no-auth")
+    if keys == 0:
+        raise ConfigError(f"no API keys exist, so the gateway on {config.listen_url} would be open to the network",
+                          hint="create one with `sollama keys create NAME`, or pass --insecure-no-auth")
