@@ -194,7 +194,7 @@ def test_every_problem_in_the_file_is_reported_at_once_in_file_order(sollama, tm
         f"{cfg}:7:1: bench is given twice (first at line 6)",
         f"{cfg}:8:16: bench.concurrency must be >= 1, got 0",
         f"{cfg}:9:1: unknown section 'zz'",
-        "valid keys: server, ollama, memory, client, generate, bench, report, logging, watch",
+        "valid keys: server, ollama, memory, client, generate, bench, report, logging, watch, gateway",
     ]
 
 

@@ -25,11 +25,11 @@ def create(
     models: Annotated[list[str] | None, typer.Option("--models", "-m", metavar="PATTERN",
                                                      help="Models the key may use (repeatable; shell patterns "
                                                           "like 'llama3*'; default: all).")] = None,
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens (prompt + output) per minute.")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Requests at once.")] = None,
-    daily_tokens: Annotated[int | None, typer.Option("--daily-tokens", min=1, help="Tokens per day.")] = None,
-    priority: Annotated[int, typer.Option("--priority", min=1, max=100,
+    rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="Tokens (prompt + output) per minute.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Requests at once.")] = None,
+    daily_tokens: Annotated[int | None, typer.Option("--daily-tokens", help="Tokens per day.")] = None,
+    priority: Annotated[int, typer.Option("--priority",
                                           help="Share of the queue against other keys (2 = twice the turns).")] = 1,
     admin: Annotated[bool, typer.Option("--admin", help="May manage models, read /metrics and the whole "
                                                         "/queue.")] = False,

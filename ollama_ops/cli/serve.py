@@ -21,10 +21,10 @@ def serve(
     upstream: Annotated[str | None, typer.Option("--upstream", "-u", metavar="URL",
                                                  help="Ollama's address (default: gateway.upstream, else "
                                                       "server.host).")] = None,
-    slots: Annotated[int | None, typer.Option("--slots", min=1, max=1024,
+    slots: Annotated[int | None, typer.Option("--slots",
                                               help="Requests in flight upstream at once (default: gateway.slots, "
                                                    "else server.num_parallel, else 1).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes (1: the fair queue and the "
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (1: the fair queue and the "
                                                                   "limits live in the process).")] = 1,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth",
                                                    help="Serve beyond loopback without keys (never on a shared "

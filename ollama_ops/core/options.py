@@ -89,6 +89,13 @@ FLAG_BOUNDS: dict[str, Bound] = {
     "bench --seed": Bound(0, 2**63 - 1),
     "report --last": Bound(0, INT32_MAX),
     "report --threshold": Bound(0, 1000, why="as report.threshold"),
+    "serve --slots": Bound(1, 1024, why="as gateway.slots"),
+    "serve --workers": Bound(1, 64),
+    "--rpm": Bound(1, INT32_MAX),  # keys create
+    "--tpm": Bound(1, 2**62),
+    "--concurrency": Bound(1, 100_000),
+    "--daily-tokens": Bound(1, 2**62),
+    "--priority": Bound(1, 100),
 }
 
 # Durations written as text: the bound in seconds, and whether days ("7d") are allowed (Go durations have none,
