@@ -44,6 +44,11 @@ class ConfigError(SollamaError):
     exit_code = ExitCode.CONFIG
 
 
+class LocalLimit(SollamaError):
+    """A limit of this machine, not the server, stopped the work (e.g. out of file descriptors): exit 1, never
+    "server unreachable"."""
+
+
 class ServerUnreachable(SollamaError):
     exit_code = ExitCode.UNREACHABLE
 

@@ -64,10 +64,12 @@ def bench(
     [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold] ·
     [bold]sollama bench -m smollm2:135m -n 40 --html bench.html[/bold]
     """
+    from ollama_ops.client.protocol import too_many_open_files
     from ollama_ops.errors import Interrupted, ServerUnreachable
     from ollama_ops.render.bench import BenchProgress, live_enabled, render_bench
     from ollama_ops.services.bench.config import build_config
     from ollama_ops.services.bench.run import run_bench
+    from ollama_ops.services.bench.runner import OUT_OF_FILES
 
     obj = use(ctx, json=json)
     config = build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
@@ -98,6 +100,9 @@ def bench(
     if result.status == "interrupted":
         raise Interrupted(f"bench interrupted: {result.summary.requests_ok + result.summary.requests_failed} "
                           f"request(s) kept in run #{result.run_id}")
+    if result.status == "failed" and result.stop_reason == OUT_OF_FILES:
+        raise too_many_open_files(f"run #{result.run_id} kept {result.summary.requests_ok} successful request(s) "
+                                  "and is marked failed; lower --concurrency")
     if result.status == "failed":
         raise ServerUnreachable(f"the server stopped answering; run #{result.run_id} kept "
                                 f"{result.summary.requests_ok} successful request(s) and is marked failed")

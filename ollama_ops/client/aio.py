@@ -32,7 +32,7 @@ from ollama_ops.client.reqlog import RequestLog, eval_count
 from ollama_ops.client.resilience import CircuitBreaker, backoff_delays, breaker_for, retry_after_seconds
 from ollama_ops.client.sync import USER_AGENT, ClientInfo
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
-from ollama_ops.errors import OllamaError, RequestTimeout, ServerError, ServerUnreachable
+from ollama_ops.errors import LocalLimit, OllamaError, RequestTimeout, ServerError, ServerUnreachable
 
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
@@ -101,7 +101,7 @@ class AsyncClient:
     def breaker_state(self) -> str:
         return self.breaker.state
 
-    def _unreachable(self, exc: Exception) -> ServerUnreachable:
+    def _unreachable(self, exc: Exception) -> ServerUnreachable | LocalLimit:
         return unreachable(self.base_url, exc)
 
     def _deadline(self) -> float | None:

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, TextChunk, Timings
-from ollama_ops.errors import BadRequest, ModelNotFound, OllamaError, ServerBusy, ServerError, ServerUnreachable
+from ollama_ops.errors import (
+    BadRequest,
+    LocalLimit,
+    ModelNotFound,
+    OllamaError,
+    ServerBusy,
+    ServerError,
+    ServerUnreachable,
+)
 
 IDEMPOTENT_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps", "/api/show"})
 RETRY_STATUSES = frozenset({429, 503})  # refused before any work began: safe to send again after a pause
@@ -173,8 +181,41 @@ def error_for_status(status: int, body: bytes | str, *, model: str | None = None
     return OllamaError(f"HTTP {status}: {message}", status=status)
 
 
-def unreachable(base_url: str, exc: BaseException) -> ServerUnreachable:
-    """The one message for a failed connection, shared by both clients: 'connection refused', not errno noise."""
+OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
+
+
+def out_of_files(exc: BaseException) -> bool:
+    """Whether `exc` (or an error it wraps: httpx and aiohttp wrap the OSError) is EMFILE/ENFILE: this process
+    or the system ran out of file descriptors, so the failure is local, whatever the server does."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "errno", None) in OUT_OF_FILES:
+            return True
+        todo += [current.__cause__, current.__context__, getattr(current, "os_error", None)]
+    return False
+
+
+def too_many_open_files(action: str = "lower --concurrency") -> LocalLimit:
+    """The one message for running out of file descriptors (exit 1): which limit, and what to do."""
+    try:
+        import resource
+
+        limit = f" (this process may open {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; `ulimit -n`)"
+    except (ImportError, OSError, ValueError):
+        limit = ""
+    return LocalLimit(f"too many open files{limit}", hint=f"{action}, or raise the limit")
+
+
+def unreachable(base_url: str, exc: BaseException) -> ServerUnreachable | LocalLimit:
+    """The one message for a failed connection, shared by both clients: 'connection refused', not errno noise.
+    Out of file descriptors is a local error (exit 1), not an unreachable server (exit 4)."""
+    if out_of_files(exc):
+        return too_many_open_files("close other programs' connections or lower the load")
     code = getattr(exc, "errno", None) or getattr(getattr(exc, "os_error", None), "errno", None)
     reason = "connection refused" if code == errno.ECONNREFUSED else (str(exc) or type(exc).__name__)
     reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason)

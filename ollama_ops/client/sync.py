@@ -27,7 +27,7 @@ from ollama_ops.client.protocol import (
 from ollama_ops.client.reqlog import RequestLog, eval_count
 from ollama_ops.client.resilience import CircuitBreaker, backoff_delays, breaker_for, retry_after_seconds
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
-from ollama_ops.errors import OllamaError, RequestTimeout, ServerError, ServerUnreachable
+from ollama_ops.errors import LocalLimit, OllamaError, RequestTimeout, ServerError, ServerUnreachable
 
 USER_AGENT = "sollama"
 
@@ -144,7 +144,7 @@ class Client:
 
     # -- transport ---------------------------------------------------------------------------------------------
 
-    def _unreachable(self, exc: Exception) -> ServerUnreachable:
+    def _unreachable(self, exc: Exception) -> ServerUnreachable | LocalLimit:
         return unreachable(self.base_url, exc)
 
     def _sleep_within(self, delay: float, deadline: float | None) -> bool:

@@ -21,7 +21,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ollama_ops.client.protocol import error_message
+from ollama_ops.client.protocol import error_message, out_of_files
 from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
 from ollama_ops.edges.stamped import StampedTransport, open_stamped
 
@@ -355,6 +355,8 @@ class WireClient:
             raise Failure("connect", f"cannot connect to {self.netloc}: no answer within "
                                      f"{self.connect_timeout:g} s") from None
         except OSError as exc:
+            if out_of_files(exc):  # this process, not the server: the run stops with a local error
+                raise Failure("local", f"too many open files connecting to {self.netloc}") from None
             raise Failure("connect", f"cannot connect to {self.netloc}: {exc}") from None
         self._all.add(conn)
         return conn

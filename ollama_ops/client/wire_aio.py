@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from ollama_ops.client.protocol import error_message
+from ollama_ops.client.protocol import error_message, out_of_files
 from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
 
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
@@ -35,6 +35,8 @@ class AiohttpTransport:
         try:
             return await self._exchange(path, body, times)
         except aiohttp.ClientConnectorError as exc:
+            if out_of_files(exc):
+                raise Failure("local", "too many open files") from None
             raise Failure("connect", f"cannot connect: {exc}") from None
         except TimeoutError:
             raise Failure("timeout", "no complete answer within the per-request timeout") from None

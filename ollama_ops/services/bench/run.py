@@ -26,7 +26,7 @@ from ollama_ops.core.bench.records import RequestRecord, RunMeta
 from ollama_ops.errors import UsageError
 from ollama_ops.services.bench.config import BenchConfig, load_prompts, load_settings
 from ollama_ops.services.bench.result import BenchResult, BenchSeries, Phase, Progress, RunStatus
-from ollama_ops.services.bench.runner import Runner
+from ollama_ops.services.bench.runner import OUT_OF_FILES, Runner
 from ollama_ops.services.bench.session import open_session, open_transport, preflight, system_facts
 from ollama_ops.services.bench.sweep import run_sweep
 
@@ -106,7 +106,22 @@ def run_bench(config: BenchConfig, on_progress: Callable[[Progress], None] | Non
                              options=config.options, seed=config.load.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    _make_room_for_connections(config)
     return asyncio.run(_main(config, plan, on_progress))
+
+
+def _make_room_for_connections(config: BenchConfig) -> None:
+    """One socket per request in flight: raise the open-files limit that far, or say at once that it cannot be
+    (an open loop without --max-concurrency has no bound known in advance; EMFILE then stops the run)."""
+    from ollama_ops.edges.fds import ensure_open_files
+
+    load = config.load
+    if load.open_loop:
+        if load.max_concurrency:
+            ensure_open_files(load.max_concurrency, flag="--max-concurrency")
+    else:
+        most = max(load.concurrency, config.sweep_max) if config.sweep else load.concurrency
+        ensure_open_files(most, flag="--sweep-max" if config.sweep and most > load.concurrency else "--concurrency")
 
 
 async def _main(config: BenchConfig, plan: PayloadPlan,
@@ -175,7 +190,7 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
     sink.flush()
     summary = acc.summary(runner.wall_s)
     status: RunStatus = ("interrupted" if runner.stop_reason == "interrupted"
-                         else "failed" if runner.stop_reason == "server unreachable" else "completed")
+                         else "failed" if runner.stop_reason in ("server unreachable", OUT_OF_FILES) else "completed")
     warnings = [CHUNKS_WARNING] if sink.chunk_counted else []
     clock = (arrival_clock(transport.reads[0] - reads0[0], transport.reads[1] - reads0[1])
              if transport.kernel_stamps else "event loop")

@@ -25,6 +25,7 @@ from ollama_ops.core.bench.records import RequestRecord
 from ollama_ops.core.ndjson import NS
 
 DEAD_AFTER_CONNECT_FAILURES = 3
+OUT_OF_FILES = "out of file descriptors"  # a stop reason: a local limit ended the run (exit 1, not 4)
 
 
 def _seconds(value: Any) -> float | None:
@@ -46,7 +47,7 @@ class Runner:
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests in flight at once (warm-up included)
         self.connect_failures = 0
-        self.stop_reason: str | None = None  # "interrupted" | "server unreachable"
+        self.stop_reason: str | None = None  # "interrupted" | "server unreachable" | OUT_OF_FILES
         self.first_send: float | None = None
         self.last_end: float | None = None
         self._phase: asyncio.Task[Any] | None = None
@@ -168,6 +169,8 @@ class Runner:
             error = Failure("disconnect", f"connection broke mid-stream ({type(exc).__name__})")
         finally:
             self.in_flight -= 1
+        if error is not None and error.kind == "local":
+            self.stop(OUT_OF_FILES)  # every further request would fail the same way, and it is not the server
         if error is not None and error.kind == "connect":
             self.connect_failures += 1
             if self.connect_failures >= DEAD_AFTER_CONNECT_FAILURES:
