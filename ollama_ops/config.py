@@ -462,12 +462,30 @@ def _validate_text(text: str, origin: str) -> dict[str, dict[str, Any]]:
     return validate_mapping(data, origin, marks, duplicates)
 
 
+def _load_defaults(path: Path) -> dict[str, dict[str, Any]]:
+    """The shipped defaults, read on every call: with libyaml where PyYAML has it (~0.5 ms instead of ~14 ms for
+    the pure-Python reader with marks); the marked reader only to word an error in a broken installation."""
+    text = path.read_text(encoding="utf-8")
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            data = yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
+        except yaml.YAMLError:
+            data = None
+        if isinstance(data, dict):
+            try:
+                return validate_mapping(data, str(path))
+            except ConfigError:
+                pass
+    return _validate_text(text, str(path))
+
+
 def load_settings(config: str | Path | None = None, *, environ: typing.Mapping[str, str] | None = None,
                   flags: dict[str, Any] | None = None) -> Settings:
     """Resolve the effective settings. `flags` maps "section.key" to values given on the command line."""
     environ = os.environ if environ is None else environ
     default_path = default_yaml_path()
-    merged = _validate_text(default_path.read_text(encoding="utf-8"), str(default_path))
+    merged = _load_defaults(default_path)
     sources = {f"{s}.{k}": "default" for s, body in merged.items() for k in body}
 
     path = config_file_path(config)

@@ -91,8 +91,12 @@ def status(
 
     Example: [bold]sollama status --wait 30 --deep --json | jq .state[/bold]
     """
-    from ollama_ops.render.status import render_status
     from ollama_ops.services.status import status as get_status
+
+    def render_status(console, report):  # type: ignore[no-untyped-def]  # imported only when drawn: --json skips it
+        from ollama_ops.render.status import render_status as draw
+
+        draw(console, report)
 
     obj = use(ctx, json=json)
     settings = obj.settings

@@ -4,9 +4,12 @@ to run the daemon with (pure; the numbers come from `core.memory.predict`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ollama_ops.core.memory import Footprint, ModelShape, effective_kv_type, predict
 from ollama_ops.core.units import format_bytes, parse_reserve
+
+if TYPE_CHECKING:  # the formula is imported where a plan is made, not for a budget (status needs only that)
+    from ollama_ops.core.memory import Footprint, ModelShape
 
 GIB = 2**30
 MIN_PLANNED_CTX = 2048
@@ -152,6 +155,8 @@ def make_plan(shapes: list[ModelShape], budget: Budget, *, num_ctx: int | None =
     def fa_for(kv: str) -> bool | None:
         return fa if fa is not None or kv == "f16" else True
 
+    from ollama_ops.core.memory import predict
+
     def footprints(ctx: int, kv: str) -> list[Footprint]:
         return [predict(s, ctx, par, kv, gpu=gpu, flash_attention=fa_for(kv)) for s in shapes]
 
@@ -207,6 +212,8 @@ def _recommend(fits: list[ModelFit], budget: Budget, ctx: int, par: int, kv: str
         Recommendation("OLLAMA_CONTEXT_LENGTH", str(ctx), why_ctx, pins.context_length is not None),
         Recommendation("OLLAMA_KV_CACHE_TYPE", kv, why_kv, pins.kv_cache_type is not None),
     ]
+    from ollama_ops.core.memory import effective_kv_type
+
     if kv != "f16" and any(effective_kv_type(s, kv, True) == kv for s in shapes):
         recs.append(Recommendation("OLLAMA_FLASH_ATTENTION", "1", f"a {kv} KV cache needs flash attention",
                                    pins.flash_attention is not None))

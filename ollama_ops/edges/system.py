@@ -112,8 +112,17 @@ def _proc_info(pid: int, address: str = "") -> ProcInfo:
                     create_time=create_time)
 
 
-def process_tree_stats(pid: int, sample_s: float = 0.1) -> ProcStats | None:
-    """RSS and CPU of `pid` plus its children, sampled over `sample_s` seconds; None if it is gone."""
+@dataclass
+class TreeSample:
+    """A CPU measurement window opened on a process tree (`begin_tree_sample`), closed by `finish_tree_sample`."""
+
+    pid: int
+    procs: list  # type: ignore[type-arg]  # psutil.Process, the root first
+    started: float
+
+
+def begin_tree_sample(pid: int) -> TreeSample | None:
+    """Open the CPU window on `pid` and its children now; None if it is gone."""
     import psutil
 
     try:
@@ -126,10 +135,21 @@ def process_tree_stats(pid: int, sample_s: float = 0.1) -> ProcStats | None:
             proc.cpu_percent(None)  # the first call starts the measurement window
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    time.sleep(max(0.0, sample_s))
+    return TreeSample(pid=pid, procs=procs, started=time.monotonic())
+
+
+def finish_tree_sample(sample: TreeSample | None, min_s: float = 0.1) -> ProcStats | None:
+    """RSS and CPU of the tree; the window lasts at least `min_s` seconds since it was opened (only the rest of
+    it is slept, so work done in between counts towards it). None if the process is gone."""
+    import psutil
+
+    if sample is None:
+        return None
+    time.sleep(max(0.0, min_s - (time.monotonic() - sample.started)))
+    root = sample.procs[0]
     rss = child_rss = 0
     cpu = 0.0
-    for proc in procs:
+    for proc in sample.procs:
         try:
             with proc.oneshot():
                 mem = proc.memory_info().rss
@@ -143,8 +163,13 @@ def process_tree_stats(pid: int, sample_s: float = 0.1) -> ProcStats | None:
         name, uptime = root.name(), max(0.0, time.time() - root.create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    return ProcStats(pid=pid, name=name, rss=rss, cpu_percent=round(cpu, 1), uptime_s=uptime,
-                     children=len(procs) - 1, child_rss=child_rss)
+    return ProcStats(pid=sample.pid, name=name, rss=rss, cpu_percent=round(cpu, 1), uptime_s=uptime,
+                     children=len(sample.procs) - 1, child_rss=child_rss)
+
+
+def process_tree_stats(pid: int, sample_s: float = 0.1) -> ProcStats | None:
+    """RSS and CPU of `pid` plus its children, sampled over `sample_s` seconds; None if it is gone."""
+    return finish_tree_sample(begin_tree_sample(pid), sample_s)
 
 
 def process_environ(pid: int) -> dict[str, str]:

@@ -158,42 +158,67 @@ def _pid_record(address: HostAddress) -> tuple[Any, Any]:
     return record, process.verify(record)
 
 
-def _process_status(address: HostAddress, sample_s: float) -> tuple[ProcessStatus | None, Any]:
+@dataclass
+class _LocalProbe:
+    """What status learns about the local daemon before it asks the server anything: the pid record when it is
+    about this address, the process (verified record, else whoever listens), and an open CPU window on it, so the
+    CPU sample runs while the HTTP requests do instead of after them."""
+
+    record: Any = None
+    pid: int | None = None
+    source: str = ""
+    holds_port: bool = False
+    sample: Any = None
+
+
+def _begin_local(address: HostAddress) -> _LocalProbe:
     from ollama_ops.edges import system
 
     record, proc = _pid_record(address)
+    probe = _LocalProbe(record=record)
     if proc is not None:
-        pid, source = proc.pid, "pidfile"
-        holds_port = system.tree_listens_on(pid, address.port)
+        probe.pid, probe.source = proc.pid, "pidfile"
+        probe.holds_port = system.tree_listens_on(proc.pid, address.port)
     else:
         listener = system.listener_on(address.port)
         if listener is None or listener.pid is None:
-            return None, record
-        pid, source, holds_port = listener.pid, "listener", True
-    stats = system.process_tree_stats(pid, sample_s)
-    if stats is None:
-        return None, record
-    mine = source == "pidfile"
+            return probe
+        probe.pid, probe.source, probe.holds_port = listener.pid, "listener", True
+    probe.sample = system.begin_tree_sample(probe.pid)
+    return probe
+
+
+def _process_status(probe: _LocalProbe, sample_s: float) -> ProcessStatus | None:
+    from ollama_ops.edges import system
+
+    stats = system.finish_tree_sample(probe.sample, sample_s)
+    if stats is None or probe.pid is None:
+        return None
+    record = probe.record
+    mine = probe.source == "pidfile"
     return ProcessStatus(
-        holds_port=holds_port,
-        pid=pid, name=stats.name, uptime_s=round(stats.uptime_s, 1), rss=stats.rss, cpu_percent=stats.cpu_percent,
-        children=stats.children, child_rss=stats.child_rss, source=source,
+        pid=probe.pid, name=stats.name, uptime_s=round(stats.uptime_s, 1), rss=stats.rss,
+        cpu_percent=stats.cpu_percent, children=stats.children, child_rss=stats.child_rss, source=probe.source,
         started_by=(record.started_by or "sollama") if mine else "not started by sollama",
         started_at=(record.started_at or None) if mine else None, log=(record.log or None) if mine else None,
-    ), record
+        holds_port=probe.holds_port,
+    )
 
 
 def _models_dir(pid: int | None, settings: Any) -> Path:
     """The daemon's own OLLAMA_MODELS when its environment is readable, else the configured one."""
+    import os
+
     from ollama_ops.edges import system
-    from ollama_ops.services.doctor import models_dir
 
     env = system.process_environ(pid) if pid else {}
     if env.get("OLLAMA_MODELS"):
         return Path(env["OLLAMA_MODELS"])
     if env.get("HOME") and not settings.server.models_dir:
         return Path(env["HOME"]) / ".ollama" / "models"
-    return models_dir(settings)
+    # as services.doctor.models_dir (not imported here: status stays lean)
+    configured = settings.server.models_dir or os.environ.get("OLLAMA_MODELS")
+    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
 
 
 def _log_files(record: Any) -> list[Path]:
@@ -254,9 +279,11 @@ def deep_probe(client: Any, model: str | None, timeout: float) -> DeepProbe:
 def collect_status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
                    sample_s: float = 0.1) -> StatusReport:
     """Probe the configured server once. Never raises for an unreachable server: the report says so."""
+    address = parse_host(settings.server.host)
+    # Local facts first: the CPU window on the daemon then covers the client's import and the requests.
+    local = _begin_local(address) if address.is_local else None
     from ollama_ops.client.sync import Client
 
-    address = parse_host(settings.server.host)
     now = datetime.now(UTC)
     report = StatusReport(schema=SCHEMA, state="unreachable", healthy=False, reachable=False,
                           address=address.base_url, local=address.is_local, checked_at=now.isoformat())
@@ -273,14 +300,14 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
         except SollamaError as exc:
             report.error = exc.message
             if not report.reachable:
-                _local_facts(report, address, settings, sample_s)
+                _local_facts(report, local, settings, sample_s)
                 return report
             ps, tags = [], []
         report.loaded = loaded_models(ps, now)
         if report.error is None:
             report.installed = InstalledModels(count=len(tags),
                                                total_size=sum(int(t.get("size") or 0) for t in tags))
-        _local_facts(report, address, settings, sample_s)
+        _local_facts(report, local, settings, sample_s)
         if deep:
             target = model or next((m.name for m in report.loaded), None) or next(
                 (str(t.get("name")) for t in tags), None)
@@ -295,25 +322,27 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
     return report
 
 
-def _local_facts(report: StatusReport, address: HostAddress, settings: Any, sample_s: float) -> None:
-    """Process, disk, memory and log facts; only for an address on this machine."""
-    if not address.is_local:
+def _local_facts(report: StatusReport, local: _LocalProbe | None, settings: Any, sample_s: float) -> None:
+    """Process, disk, memory and log facts; only for an address on this machine (`local` is None otherwise)."""
+    if local is None:
         return
+    from ollama_ops.core.memory_plan import compute_budget
     from ollama_ops.edges import system
-    from ollama_ops.services.memory import budget
 
     # Also when unreachable: a live process that does not answer (hung, still starting) is worth showing.
-    process, record = _process_status(address, sample_s)
+    process = _process_status(local, sample_s)
     report.process = process
-    report.log = log_status(record)
+    report.log = log_status(local.record)
     directory = _models_dir(process.pid if process else None, settings)
     try:
         report.disk = DiskStatus(path=str(directory), free=system.disk_free(directory),
                                  total=system.disk_total(directory))
     except OSError:
         report.disk = None
-    mem = system.memory_facts()
-    report.memory = MemoryStatus(budget=budget(settings), used=sum(m.size for m in report.loaded),
+    mem = system.memory_facts()  # read once, for the budget and the report
+    gpus = system.gpu_facts()
+    budget = compute_budget(mem.total, settings.memory.reserve, sum(g.total for g in gpus), len(gpus)).total
+    report.memory = MemoryStatus(budget=budget, used=sum(m.size for m in report.loaded),
                                  total_ram=mem.total, available_ram=mem.available)
 
 
