@@ -73,12 +73,31 @@ def hit_limit(url: str, name: str, per_minute: int, hits: int) -> dict:
     return {"allowed": allowed}
 
 
+def usage_then_die(dsn: str, rows: int) -> dict:
+    """Write `rows` usage rows through the batched sink, wait until they are in PostgreSQL, say so, and wait to be
+    killed."""
+    from ollama_ops.edges.store import UsageRow
+    from ollama_ops.fleet.pgstore import PgUsageSink
+
+    sink = PgUsageSink(dsn, batch=64, interval=0.1)
+    for i in range(rows):
+        sink.add(UsageRow(time=1000.0 + i, command="gateway", model="smollm2:135m", eval_tokens=i))
+    deadline = time.monotonic() + 60
+    while sink.written < rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(json.dumps({"written": sink.written, "batches": sink.batches}), flush=True)
+    time.sleep(600)
+    return {}
+
+
 def main() -> None:
     kind, args = sys.argv[1], json.loads(sys.argv[2])
     if kind == "hammer":
         out = asyncio.run(hammer_slots(**args))
     elif kind == "hold":
         out = asyncio.run(hold_slots(**args))
+    elif kind == "usage":
+        out = usage_then_die(**args)
     elif kind == "limit":
         out = hit_limit(**args)
     else:
