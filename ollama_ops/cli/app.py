@@ -76,6 +76,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("keys", "Create, list, revoke and rotate the gateway's API keys (a secret is shown once, stored only "
                      "as a hash)."),
     "config": ("config_cmd", "Show, locate, create and validate the configuration."),
+    "watch": ("watch", "Watch the daemon and heal it: a deep probe every watch.interval; after watch.failures "
+                       "failures unload the stuck model, then restart the daemon (verified PID only); exit 7 after "
+                       "watch.max_restarts restarts in an hour."),
     "completion": ("completion", "Print a shell completion script."),
 }
 

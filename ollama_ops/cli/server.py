@@ -240,8 +240,10 @@ def service_unit(
     ctx: typer.Context,
     user: Annotated[bool, typer.Option("--user", help="A user unit (~/.config/systemd/user) instead of a system "
                                                       "one.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="The watchdog's unit (`sollama watch`, after "
+                                                        "sollama.service) instead of the daemon's.")] = False,
 ) -> None:
-    """Print a systemd unit that runs `sollama start --foreground`.
+    """Print a systemd unit that runs `sollama start --foreground` (with --watch: `sollama watch`).
 
     Example: [bold]sollama service unit --user > ~/.config/systemd/user/sollama.service[/bold]
     """
@@ -249,4 +251,4 @@ def service_unit(
     from ollama_ops.services.launch import service_unit as build_unit
 
     obj = use(ctx)
-    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path))
+    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch))

@@ -96,6 +96,10 @@ FLAG_BOUNDS: dict[str, Bound] = {
     "--concurrency": Bound(1, 100_000),
     "--daily-tokens": Bound(1, 2**62),
     "--priority": Bound(1, 100),
+    "watch --interval": _timeout(0.01, above=False),  # as watch.interval
+    "watch --probe-timeout": _timeout(0.01, above=False),
+    "watch --failures": Bound(1, 1000, why="as watch.failures"),
+    "watch --max-restarts": Bound(1, 1000, why="as watch.max_restarts"),
 }
 
 # Durations written as text: the bound in seconds, and whether days ("7d") are allowed (Go durations have none,

@@ -52,6 +52,11 @@ def status_view(report: StatusReport) -> RenderableType:
         verdict = "ok" if d.ok else "skipped" if d.ok is None else "FAILED"
         detail = f"{verdict} ({d.model}, {format_seconds(d.latency_s)})" if d.ok else f"{verdict}: {d.error}"
         _row(facts, "deep probe", Text(detail, style="" if d.ok or d.ok is None else "red"))
+    for i, r in enumerate(report.restarts):
+        what = {"restarted": f"restarted (pid {r.pid})", "restart-failed": "restart FAILED",
+                "give-up": "GAVE UP"}.get(r.kind, r.kind)
+        _row(facts, "watchdog" if i == 0 else "", Text(f"{r.at} {what}: {r.reason}",
+                                                       style="red" if r.kind != "restarted" else ""))
     if facts.row_count:
         parts.append(facts)
     if report.loaded:

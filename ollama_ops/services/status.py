@@ -89,6 +89,16 @@ class LogStatus:
 
 
 @dataclass
+class WatchRestart:
+    """A restart (or give-up) the watchdog (`sollama watch`) recorded for this address."""
+
+    at: str
+    kind: str  # "restarted" | "restart-failed" | "give-up"
+    reason: str
+    pid: int | None = None
+
+
+@dataclass
 class StatusReport:
     """The state of one Ollama daemon (JSON schema "sollama.status/1", see docs/status-schema.md).
 
@@ -118,6 +128,7 @@ class StatusReport:
     memory: MemoryStatus | None = None
     deep: DeepProbe | None = None
     log: LogStatus = field(default_factory=LogStatus)
+    restarts: list[WatchRestart] = field(default_factory=list)  # the watchdog's last restarts, newest first
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -276,6 +287,12 @@ def deep_probe(client: Any, model: str | None, timeout: float) -> DeepProbe:
     return DeepProbe(model=model, ok=True, latency_s=round(time.monotonic() - start, 4), timeout_s=timeout)
 
 
+def watch_restarts(base_url: str, limit: int = 3) -> list[WatchRestart]:
+    from ollama_ops.edges.events import recent_restarts
+
+    return [WatchRestart(e.at, e.kind, e.reason, e.pid) for e in recent_restarts(base_url, limit)]
+
+
 def collect_status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
                    sample_s: float = 0.1) -> StatusReport:
     """Probe the configured server once. Never raises for an unreachable server: the report says so."""
@@ -287,6 +304,7 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
     now = datetime.now(UTC)
     report = StatusReport(schema=SCHEMA, state="unreachable", healthy=False, reachable=False,
                           address=address.base_url, local=address.is_local, checked_at=now.isoformat())
+    report.restarts = watch_restarts(address.base_url)
     quick = min(settings.client.read_timeout, 10.0)
     # One attempt: status reports how the server is now (`--wait` is the way to wait for it), and a CI loop
     # that polls it should not sit through retry back-off on every refused connection.
