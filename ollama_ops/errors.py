@@ -69,6 +69,16 @@ class Interrupted(SollamaError):
     exit_code = ExitCode.INTERRUPTED
 
 
+class RunFailed(SollamaError):
+    """A bench run that fails as a CI step: requests failed beyond `--max-failures`, none succeeded, or the server
+    stopped answering mid-run (exit 1, as `generate` when the daemon dies mid-stream)."""
+
+
+class GateUndecided(SollamaError):
+    """`report --compare --fail-on-regression` cannot decide: a side has no successful request, or a gated metric
+    has too few samples (exit 1; a regression is exit 6)."""
+
+
 class OllamaError(SollamaError):
     """An error answered by the server itself (HTTP status or an `{"error": ...}` line)."""
 

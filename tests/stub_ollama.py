@@ -124,7 +124,8 @@ class Script:
     token, ``tokens`` = after the last token, before the final ``done`` chunk).
     ``token_text`` may be a list; it is cycled for ``tokens`` chunks.
     ``status`` makes inference endpoints answer that status with ``{"error": error}``
-    (default text: Ollama's "server busy" for 503).  ``malformed_after`` injects
+    (default text: Ollama's "server busy" for 503); with ``status_every`` N only every
+    Nth generate/chat request since the last ``configure`` does.  ``malformed_after`` injects
     ``malformed_line`` and then continues the stream normally.  With ``stream:false``
     faults apply to the single response (disconnect/stall/500 error/malformed body).
     """
@@ -134,6 +135,7 @@ class Script:
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     status: int | None = None
+    status_every: int = 1
     error: str | None = None
     disconnect_after: int | None = None
     error_after: int | None = None
@@ -322,6 +324,7 @@ class StubOllama:
         self.port, self._want_port, self._uvloop, self._spin = port, port, uvloop, spin
         self.version = "0.0.0-stub"  # what /api/version answers
         self.request_count = 0
+        self._inferred = 0  # generate/chat requests since the last configure (for ``status_every``)
         self._requests = collections.deque(maxlen=1000)
         self._lock = threading.Lock()
         self._conns: set[_Conn] = set()
@@ -352,12 +355,14 @@ class StubOllama:
 
     def configure(self, **kw) -> Script:
         """Replace the script with a copy of the current one updated with ``kw``."""
+        self._inferred = 0
         self.script = dataclasses.replace(self.script, **kw)
         return self.script
 
     def reset(self, script: Script | None = None):
         """Back to a default (or given) script; clears the request record and counter."""
         self.script = script or Script()
+        self._inferred = 0
         with self._lock:
             self._requests.clear()
             self.request_count = 0
@@ -579,7 +584,9 @@ class StubOllama:
         s, t0 = self.script, self._origin or time.monotonic_ns()
         if not (req.get("model") or req.get("name")):
             return _json(400, {"error": "model is required"}, keep)
-        if s.status and (s.status_times is None or self._status_served.get(id(s), 0) < s.status_times):
+        self._inferred += 1
+        if (s.status and self._inferred % max(1, s.status_every) == 0
+                and (s.status_times is None or self._status_served.get(id(s), 0) < s.status_times)):
             self._status_served[id(s)] = self._status_served.get(id(s), 0) + 1
             return _json(
                 s.status,

@@ -63,7 +63,9 @@ def test_timing_fidelity(sollama, stub) -> None:
 def test_every_fault_is_counted_with_its_kind(sollama, stub, script: dict, kind: str) -> None:
     stub.configure(tokens=4, **script)
     result, data = _bench(sollama, stub, "-n", "3", "--warmup", "0", "--timeout", "0.5")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a run in which every request failed fails closed
+    assert f"every request failed: 3 of 3 ({kind} ×3)" in result.stderr
+    assert data["failure"] == f"every request failed: 3 of 3 ({kind} ×3)"
     s = data["summary"]
     assert s["requests_failed"] == 3 and s["requests_ok"] == 0
     assert s["errors"] == {kind: 3}
@@ -79,7 +81,7 @@ def test_faults_mixed_with_successes(sollama, stub) -> None:
     stub.configure(status=503)
     result, data = _bench(sollama, stub, "-n", "2", "--warmup", "0")
     assert data["summary"]["errors"] == {"http_503": 2}
-    assert result.exit_code == 0
+    assert result.exit_code == 1
 
 
 def test_chunk_count_fallback_warns_once(sollama, stub) -> None:
@@ -206,7 +208,7 @@ def test_dead_server_ends_the_run_as_failed(sollama, stub) -> None:
         result, data = _bench(sollama, stub, "-c", "2", "-n", "1000", "--warmup", "0")
     finally:
         killer.cancel()
-    assert result.exit_code == 4, result.output
+    assert result.exit_code == 1, result.output  # as `generate` when the daemon dies mid-stream
     assert "stopped answering" in result.stderr and "marked failed" in result.stderr
     assert data["status"] == "failed" and data["stop_reason"] == "server unreachable"
     s = data["summary"]

@@ -306,12 +306,17 @@ def test_percent_helpers_are_finite(sollama, history):
         assert all(math.isfinite(m["change"][k]) for k in ("point_pct", "lo_pct", "hi_pct"))
 
 
-def test_too_few_samples_give_no_verdict_and_pass_the_gate(sollama):
+def test_too_few_samples_give_no_verdict_and_fail_the_gate_closed(sollama):
     with Store() as store:
         add_run(store, seed=1, n=3)
         add_run(store, seed=2, n=3, scale=2.0)  # twice as slow, but three requests prove little
     result = sollama("report", "--compare", "--fail-on-regression", "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # cannot decide: not a pass, and not a regression (6)
+    assert result.stderr.startswith("error: cannot decide whether performance regressed: ttft_p50 needs 5 samples "
+                                    "a side: base run 1 has 3, candidate run 2 has 3; tpot_p50 needs 5")
+    assert json.loads(result.stdout)["undecided"] == [
+        f"{key} needs 5 samples a side: base run 1 has 3, candidate run 2 has 3"
+        for key in ("ttft_p50", "tpot_p50", "e2el_p50", "output_throughput")]
     doc = json.loads(result.stdout)
     verdicts = {m["key"]: m["verdict"] for m in doc["metrics"]}
     assert verdicts.pop("itl_p50") == "regressed"  # 45 pooled gaps a side are enough

@@ -51,6 +51,10 @@ def bench(
     slo: Annotated[str | None, typer.Option("--slo", help="Objectives for goodput, e.g. "
                                                           "ttft=500ms,tpot=50ms,e2el=5s.")] = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Name the run (for report/compare).")] = None,
+    max_failures: Annotated[str | None, typer.Option(
+        "--max-failures", metavar="N|P%", help="Failed requests the run may have and still exit 0: a count, or a "
+        "percentage of the measured requests (default 0: any failure exits 1). A run with no successful request "
+        "always exits 1.", show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report", help="Add terminal charts.")] = False,
     html: Annotated[str | None, typer.Option("--html", metavar="FILE",
                                              help="Also write the run (a sweep: all its steps) as one "
@@ -63,19 +67,21 @@ def bench(
     [bold]sollama bench -m smollm2:135m --rate 2 --duration 30s --slo ttft=500ms[/bold] ·
     [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold] ·
     [bold]sollama bench -m smollm2:135m -n 40 --html bench.html[/bold]
+
+    Exit codes: 0 the run passed · 1 requests failed beyond --max-failures, none succeeded, or the server
+    stopped answering mid-run, or too many open files · 2 bad flag · 4 server unreachable at the start · 130
+    interrupted (data kept).
     """
-    from ollama_ops.client.protocol import too_many_open_files
-    from ollama_ops.errors import Interrupted, ServerUnreachable
     from ollama_ops.render.bench import BenchProgress, live_enabled, render_bench
     from ollama_ops.services.bench.config import build_config
+    from ollama_ops.services.bench.result import exit_error
     from ollama_ops.services.bench.run import run_bench
-    from ollama_ops.services.bench.runner import OUT_OF_FILES
 
     obj = use(ctx, json=json)
     config = build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
-                              max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
-                              seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
-                              timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max)
+                          max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
+                          seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
+                          timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max, max_failures=max_failures)
     if html is not None:
         from ollama_ops.services.html_report import check_target
 
@@ -97,15 +103,9 @@ def bench(
 
         with Store(config.store_path) as store:
             write_report(obj, run_report(store, result.run_id), html)
-    if result.status == "interrupted":
-        raise Interrupted(f"bench interrupted: {result.summary.requests_ok + result.summary.requests_failed} "
-                          f"request(s) kept in run #{result.run_id}")
-    if result.status == "failed" and result.stop_reason == OUT_OF_FILES:
-        raise too_many_open_files(f"run #{result.run_id} kept {result.summary.requests_ok} successful request(s) "
-                                  "and is marked failed; lower --concurrency")
-    if result.status == "failed":
-        raise ServerUnreachable(f"the server stopped answering; run #{result.run_id} kept "
-                                f"{result.summary.requests_ok} successful request(s) and is marked failed")
+    error = exit_error(result)
+    if error is not None:
+        raise error
 
 
 def register(app: typer.Typer) -> None:

@@ -88,7 +88,8 @@ def report(
                                                     help="Percent change that counts [default: "
                                                          "report.threshold]")] = None,
     fail_on_regression: Annotated[bool, typer.Option(
-        "--fail-on-regression", help="Exit 6 when a gated metric (report.gated_metrics) regressed.")] = False,
+        "--fail-on-regression", help="Exit 6 when a gated metric (report.gated_metrics) regressed; exit 1 when "
+        "the comparison cannot decide (a side without a successful request, or too few samples).")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table, md (GitHub job summary) or json.")]
     = Format.table,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Charts when showing one run.")] = True,
@@ -101,6 +102,9 @@ def report(
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """List stored bench runs, show one, compare two (CI gate: --fail-on-regression exits 6), or summarise usage.
+
+    The gate fails closed: with --fail-on-regression, a regression exits 6, and a comparison that cannot decide
+    (a side with no successful request, a gated metric with too few samples) exits 1, naming the side and why.
 
     RUN and BASE/CANDIDATE: a run id, or label:NAME (every finished run with that label, pooled). Default
     comparison: the latest run vs the previous one with the same model and load settings.
@@ -172,9 +176,8 @@ def _show(obj: AppContext, store: Any, fmt: Format, run_id: int, *, charts: bool
 
 def _compare(obj: AppContext, store: Any, fmt: Format, args: list[str], *, threshold: float | None, fail: bool,
              label: str | None, model: str | None, html: str | None) -> None:
-    from ollama_ops.errors import RegressionDetected
     from ollama_ops.render.report import comparison_markdown, render_comparison
-    from ollama_ops.services.compare import compare
+    from ollama_ops.services.compare import compare, gate_error
 
     settings = obj.settings.report
     data = compare(store, *args, threshold_pct=settings.threshold if threshold is None else threshold,
@@ -185,10 +188,9 @@ def _compare(obj: AppContext, store: Any, fmt: Format, args: list[str], *, thres
         from ollama_ops.services.html_report import compare_report
 
         write_report(obj, compare_report(data), html)
-    if fail and data.regressed:
-        worst = ", ".join(f"{m.key} {m.change.point_pct:+.1f}%" for m in data.metrics
-                          if m.key in data.regressed and m.change is not None)
-        raise RegressionDetected(f"performance regressed beyond {data.threshold_pct:g}%: {worst}")
+    error = gate_error(data) if fail else None
+    if error is not None:
+        raise error
 
 
 def _usage(obj: AppContext, store: Any, fmt: Format, *, since: str | None, model: str | None) -> None:

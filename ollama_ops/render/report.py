@@ -182,6 +182,8 @@ def _metric_cells(m: MetricComparison) -> list[str]:
 def _summary_line(data: Comparison) -> str:
     if data.regressed:
         return f"regressed (gated): {', '.join(data.regressed)}"
+    if data.undecided:
+        return "cannot decide whether a gated metric regressed"
     return "no gated metric regressed"
 
 
@@ -196,12 +198,13 @@ def render_comparison(console: Console, data: Comparison) -> None:
     console.print(table)
     console.print(Text(f"* gated · threshold {data.threshold_pct:g}% · {data.confidence:.0%} bootstrap CI over "
                        f"requests ({data.n_boot} resamples) · {_summary_line(data)}", style="dim"))
-    for note in data.warnings:
+    for note in [*data.undecided, *data.warnings]:
         display_warning(console, note)
 
 
 def comparison_markdown(data: Comparison) -> str:
-    head = "❌ Performance regressed" if data.regressed else "✅ No performance regression"
+    head = ("❌ Performance regressed" if data.regressed else "⚠️ Cannot decide whether performance regressed"
+            if data.undecided else "✅ No performance regression")
     lines = [f"### {head}", "", f"- {_side('Base', data.base)}", f"- {_side('Candidate', data.candidate)}", ""]
     rows = []
     for m in data.metrics:
@@ -210,7 +213,7 @@ def comparison_markdown(data: Comparison) -> str:
     lines += _md_table(_CMP_HEADER, rows, right=(1, 2, 3))
     lines += ["", f"\\* gated metric · threshold {data.threshold_pct:g}% · {data.confidence:.0%} bootstrap "
                   f"confidence interval over requests ({data.n_boot} resamples) · {_summary_line(data)}"]
-    lines += [f"> ⚠️ {_md(note)}" for note in data.warnings]
+    lines += [f"> ⚠️ {_md(note)}" for note in [*data.undecided, *data.warnings]]
     return "\n".join(lines) + "\n"
 
 

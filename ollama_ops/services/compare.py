@@ -28,7 +28,7 @@ from ollama_ops.core.stats import (
     ratio,
     verdict,
 )
-from ollama_ops.errors import ConfigError, UsageError
+from ollama_ops.errors import ConfigError, GateUndecided, RegressionDetected, SollamaError, UsageError
 from ollama_ops.services.report import RunFigures, metric_samples, pooled_figures
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class Comparison:
     n_boot: int
     metrics: list[MetricComparison]
     regressed: list[str] = field(default_factory=list)   # gated metrics whose verdict is "regressed"
+    undecided: list[str] = field(default_factory=list)   # why the gate cannot decide (a side, a gated metric)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -119,12 +120,54 @@ def compare(store: Store, base: str | None = None, candidate: str | None = None,
     result = Comparison(base=base_set, candidate=cand_set, threshold_pct=threshold_pct, confidence=confidence,
                         n_boot=n_boot, metrics=metrics,
                         regressed=[m.key for m in metrics if m.gated and m.verdict == "regressed"])
+    result.undecided = _undecided(result)
     result.warnings = _warnings(base_runs, cand_runs, base_set, cand_set)
     few = [f"{m.key} (n={min(m.base_n, m.candidate_n)} < {m.min_n})" for m in metrics
            if m.change is not None and m.verdict == "n/a"]
     if few:
         result.warnings.append(f"too few samples for a verdict on {', '.join(few)}: run more requests")
     return result
+
+
+def gate_error(comparison: Comparison) -> SollamaError | None:
+    """What `--fail-on-regression` ends with: a regression of a gated metric (exit 6); else, when the comparison
+    cannot decide (a side without a successful request, a gated metric with too few samples), GateUndecided
+    (exit 1): a gate fails closed. None when it passes."""
+    if comparison.regressed:
+        worst = ", ".join(f"{m.key} {m.change.point_pct:+.1f}%" for m in comparison.metrics
+                          if m.key in comparison.regressed and m.change is not None)
+        return RegressionDetected(f"performance regressed beyond {comparison.threshold_pct:g}%: {worst}")
+    if comparison.undecided:
+        return GateUndecided(f"cannot decide whether performance regressed: {'; '.join(comparison.undecided)}",
+                             hint="run more requests, or compare other runs")
+    return None
+
+
+def _side(kind: str, side: RunSet) -> str:
+    return f"{kind} {side.selector}" if side.selector.startswith("label:") else f"{kind} run {side.selector}"
+
+
+def _undecided(c: Comparison) -> list[str]:
+    """Why the gate cannot decide: each side without a successful request, then each gated metric without a
+    verdict (too few samples a side, or no value to compare)."""
+    reasons = []
+    for kind, side in (("base", c.base), ("candidate", c.candidate)):
+        if side.figures.ok == 0:
+            kinds = ", ".join(f"{k} ×{n}" for k, n in side.figures.errors.items())
+            reasons.append(f"{_side(kind, side)} has no successful request" + (f" ({kinds})" if kinds else ""))
+    if reasons:
+        return reasons
+    for m in c.metrics:
+        if not m.gated or m.verdict != "n/a":
+            continue
+        short = [f"{_side(kind, side)} has {n}" for kind, side, n in (("base", c.base, m.base_n),
+                                                                       ("candidate", c.candidate, m.candidate_n))
+                 if n < m.min_n]
+        if short:
+            reasons.append(f"{m.key} needs {m.min_n} samples a side: {', '.join(short)}")
+        else:
+            reasons.append(f"{m.key}: no value to compare (base {m.base}, candidate {m.candidate})")
+    return reasons
 
 
 def _compare_metric(spec: MetricSpec, base: dict[str, list[float]], cand: dict[str, list[float]], gated: bool,

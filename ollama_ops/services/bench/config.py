@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ollama_ops.core.bench.gate import FailureBudget
 from ollama_ops.core.bench.load import Arrival, LoadSpec
 from ollama_ops.core.bench.metrics import SLO
 from ollama_ops.core.bench.prompts import BUILTIN_SETS, PromptItem, builtin_prompts, parse_prompt_file
@@ -33,6 +34,7 @@ class BenchConfig:
     sweep: bool = False
     sweep_max: int = 64  # highest concurrency (or rate multiple) a sweep tries
     store_path: str | Path | None = None
+    max_failures: FailureBudget = field(default_factory=FailureBudget)  # beyond it the run fails (exit 1)
 
 
 def load_prompts(spec: str) -> list[PromptItem]:
@@ -66,9 +68,11 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
                  duration: str | None = None, warmup: int | None = None, seed: int | None = 0,
                  api: str | None = None, prompts: str | None = None, max_tokens: int | None = None,
                  options: list[str] | None = None, slo: str | None = None, timeout: float | None = None,
-                 label: str | None = None, sweep: bool = False, sweep_max: int = 64) -> BenchConfig:
+                 label: str | None = None, sweep: bool = False, sweep_max: int = 64,
+                 max_failures: str | None = None) -> BenchConfig:
     """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
     from ollama_ops.core.bench.arrivals import ARRIVALS
+    from ollama_ops.core.bench.gate import parse_max_failures
     from ollama_ops.core.bench.metrics import parse_slo
     from ollama_ops.core.hosts import parse_host
     from ollama_ops.core.options import parse_options
@@ -104,6 +108,10 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
         objectives = parse_slo(slo)
     except ValueError as exc:
         raise UsageError(f"--slo: {exc}") from None
+    try:
+        budget = parse_max_failures(max_failures) if max_failures is not None else FailureBudget()
+    except ValueError as exc:
+        raise UsageError(f"--max-failures {exc}") from None
     spec = LoadSpec(concurrency=concurrency or b.concurrency, rate=rate, arrival=cast(Arrival, arrival),
                     max_concurrency=max_concurrency, requests=None if seconds else (requests or b.requests),
                     duration=seconds, warmup=b.warmup if warmup is None else warmup, seed=seed)
@@ -112,4 +120,4 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
                        load=spec, api=cast(Api, api or b.api), prompts=prompts or b.prompts,
                        max_tokens=max_tokens or b.max_tokens, options=parse_options(options), slo=objectives,
                        timeout=timeout or b.timeout, connect_timeout=settings.client.connect_timeout, label=label,
-                       sweep=sweep, sweep_max=sweep_max)
+                       sweep=sweep, sweep_max=sweep_max, max_failures=budget)

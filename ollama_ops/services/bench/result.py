@@ -1,4 +1,5 @@
-"""What a bench run returns (one data model; the renderers and `--json` show it) and its live progress snapshots."""
+"""What a bench run returns (one data model; the renderers and `--json` show it), the error it ends with, and its
+live progress snapshots."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Literal
 
 from ollama_ops.core.bench.metrics import BenchSummary
 from ollama_ops.core.bench.sweep import SweepResult
+from ollama_ops.errors import Interrupted, RunFailed, SollamaError
 
 RunStatus = Literal["completed", "interrupted", "failed"]
 Phase = Literal["warmup", "run"]
@@ -55,4 +57,28 @@ class BenchResult:
     arrival_clock: str = "kernel"  # how chunk arrivals were clocked: kernel | event loop | mixed (N% kernel)
     sweep: SweepResult | None = None
     database: str = ""
+    max_failures: str = "0"  # the failure budget the run was judged by (`--max-failures`)
+    failure: str | None = None  # why the run fails as a CI step (None: it passed); a sweep: its first such step
     series: BenchSeries = field(default_factory=BenchSeries, metadata={"json_skip": True})
+
+
+def exit_error(result: BenchResult) -> SollamaError | None:
+    """The error `sollama bench` ends with once the result is shown: Ctrl-C (130), a run that failed its gate or
+    lost its server or ran out of file descriptors (1); None when it passed."""
+    from ollama_ops.client.protocol import too_many_open_files
+    from ollama_ops.services.bench.runner import OUT_OF_FILES
+
+    s = result.summary
+    if result.status == "interrupted":
+        return Interrupted(f"bench interrupted: {s.requests_ok + s.requests_failed} request(s) kept in run "
+                           f"#{result.run_id}")
+    if result.status == "failed" and result.stop_reason == OUT_OF_FILES:
+        return too_many_open_files(f"run #{result.run_id} kept {s.requests_ok} successful request(s) and is marked "
+                                   "failed; lower --concurrency")
+    if result.status == "failed":
+        return RunFailed(f"the server stopped answering; run #{result.run_id} kept {s.requests_ok} successful "
+                         "request(s) and is marked failed")
+    if result.failure is not None:
+        return RunFailed(f"bench run #{result.run_id} failed: {result.failure}",
+                         hint=None if result.summary.requests_ok == 0 else "--max-failures N or P% allows some")
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 
 from ollama_ops import __version__
 from ollama_ops.client.transport import Transport
+from ollama_ops.core.bench.gate import run_failure
 from ollama_ops.core.bench.load import LoadSpec
 from ollama_ops.core.bench.metrics import MetricsAccumulator
 from ollama_ops.core.bench.prompts import PayloadPlan, plan_payloads
@@ -198,19 +199,21 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
         warnings.append(f"chunk arrivals were clocked when the event loop read them ({clock}): with up to "
                         f"{runner.peak_in_flight} requests in flight, TTFT and ITL include the client's own backlog "
                         "(~1-2 ms at 32)")
-    if summary.requests_ok == 0 and summary.requests_failed and status == "completed":
-        warnings.append("every request failed: " + ", ".join(f"{k} ×{n}" for k, n in summary.errors.items()))
     wait = summary.breakdown.wait_share if summary.breakdown else 0.0
     if wait >= SLOT_WAIT_SHARE:
         warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
                         "OLLAMA_NUM_PARALLEL; `sollama memory --parallel N` shows whether more slots fit")
+    stopped = "the server stopped answering" if runner.stop_reason == "server unreachable" else runner.stop_reason
+    failure = (run_failure(summary.requests_ok, summary.requests_failed, summary.errors, config.max_failures)
+               if status == "completed" else None if status == "interrupted" else stopped)
     store.finish_run(run_id, status, dataclasses.asdict(summary) | {"arrival_clock": clock})
     send_s, ttft_s, e2el_s = acc.chart_series()
     series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
-                       arrival_clock=clock, database=str(store.path), series=series)
+                       arrival_clock=clock, database=str(store.path), max_failures=str(config.max_failures),
+                       failure=failure, series=series)
 
 
 @dataclass

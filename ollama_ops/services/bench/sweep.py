@@ -1,7 +1,7 @@
 """`sollama bench --sweep`: run one stored bench run per load step until the sweep's arithmetic says stop.
 
 Which loads, how a step scores, when to stop and where the knee is are pure (`core.bench.sweep`); this module only
-runs the steps in order.
+runs the steps in order. A sweep fails as a CI step when any of its steps does (`BenchResult.failure`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ async def run_sweep(load: LoadSpec, highest: int, has_slo: bool,
     steps: list[SweepStep] = []
     result: BenchResult | None = None
     why = "reached the highest load"
+    failure: str | None = None  # the first step that failed as a CI step fails the sweep
     for i, spec in enumerate(sweep_loads(load, highest)):
         result = await run_step(spec, sweep_id, i)
+        if failure is None and result.failure is not None:
+            failure = f"step {i + 1} (run #{result.run_id}): {result.failure}"
         step = score_step(i, spec, result.run_id, result.status, result.summary, steps[-1] if steps else None,
                           has_slo)
         steps.append(step)
@@ -33,4 +36,5 @@ async def run_sweep(load: LoadSpec, highest: int, has_slo: bool,
             break
     assert result is not None  # sweep_loads always gives at least one step
     result.sweep = SweepResult(sweep_id=sweep_id, steps=steps, knee=knee(steps), stop_reason=why)
+    result.failure = failure
     return result
