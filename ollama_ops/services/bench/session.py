@@ -15,8 +15,9 @@ from ollama_ops.client.protocol import unreachable
 from ollama_ops.client.transport import Transport
 from ollama_ops.client.wire import WireClient
 from ollama_ops.client.wire_aio import AiohttpTransport
+from ollama_ops.core.names import normalize_name
 from ollama_ops.errors import ModelNotFound, RequestTimeout
-from ollama_ops.services.models import closest_names, normalize_name
+from ollama_ops.services.models import closest_names
 
 
 @contextlib.asynccontextmanager
