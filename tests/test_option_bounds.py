@@ -187,3 +187,41 @@ def test_bound_problem_is_none_exactly_inside_the_range(value, low, span, above)
     inside = value == value and abs(value) != float("inf") and (value > low if above else value >= low) \
         and value <= low + span
     assert (bound.problem(value) is None) == inside
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"concurrency": 5000}, "--concurrency must be at most 4096 (as bench.concurrency), got 5000"),
+    ({"rate": float("nan")}, "--rate must be a finite number, got nan"),
+    ({"rate": 0.0}, "--rate must be greater than 0, got 0"),
+    ({"duration": "0s"}, "--duration must be greater than 0, got 0"),
+    ({"duration": "1e999s"}, "--duration is not a duration"),
+    ({"timeout": float("inf")}, "--timeout must be a finite number, got inf"),
+    ({"max_tokens": 0}, "--max-tokens must be at least 1, got 0"),
+    ({"warmup": -1}, "--warmup must be at least 0, got -1"),
+])
+def test_the_bench_service_checks_the_same_table_without_the_cli(kw, message):
+    from ollama_ops.config import load_settings
+    from ollama_ops.services.bench.config import build_config
+
+    with pytest.raises(UsageError) as info:
+        build_config(load_settings(environ={}), model="m", **kw)
+    assert info.value.message.startswith(message), info.value.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NUMERIC), st.one_of(st.floats(), st.integers(-(2**70), 2**70)))
+def test_any_number_is_accepted_exactly_when_it_is_inside_the_bound(case, number):
+    path, flag = case
+    param = _param(path, flag)
+    assert isinstance(param.type, BoundedNumber)
+    bound = bound_for(path.split()[0], flag)
+    assert bound is not None
+    integer = isinstance(param.type.base, click.types.IntParamType)
+    text = repr(number)
+    try:
+        value = param.type.convert(text, param, None)
+    except click.BadParameter:  # refused: not an integer where one is needed, or outside the bound
+        assert (integer and not isinstance(number, int)) or bound.problem(number) is not None
+        return
+    assert bound.problem(value) is None
+    assert value == (int(text) if integer else float(text))

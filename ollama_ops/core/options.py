@@ -125,6 +125,29 @@ def duration_for(command: str, flag: str) -> tuple[Bound, bool] | None:
     return DURATION_FLAGS.get(f"{command} {flag}") or DURATION_FLAGS.get(flag)
 
 
+def check_flag_values(command: str, values: dict[str, float | None]) -> None:
+    """The CLI's ranges for callers that build a command's settings without the CLI (a service, the library):
+    UsageError naming the first flag out of range. None means "not given"."""
+    for flag, value in values.items():
+        bound = bound_for(command, flag)
+        problem = bound.problem(value) if bound is not None and value is not None else None
+        if problem:
+            raise UsageError(f"{flag} {problem}")
+
+
+def duration_seconds(command: str, flag: str, text: str) -> float:
+    """The seconds of duration flag `flag` of `command`, within its range; UsageError naming the flag."""
+    from ollama_ops.core.units import parse_duration, parse_window
+
+    rule = duration_for(command, flag)
+    if rule is None:
+        raise KeyError(f"{command} {flag} is not in DURATION_FLAGS")
+    problem = check_duration(text, *rule[:1], days=rule[1])
+    if problem:
+        raise UsageError(f"{flag} {problem}")
+    return parse_window(text) if rule[1] else parse_duration(text)
+
+
 def check_duration(text: str, bound: Bound, *, days: bool) -> str | None:
     """None when `text` is a duration within `bound`, else what is wrong with it."""
     from ollama_ops.core.units import parse_duration, parse_window

@@ -75,35 +75,21 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
     from ollama_ops.core.bench.gate import parse_max_failures
     from ollama_ops.core.bench.metrics import parse_slo
     from ollama_ops.core.hosts import parse_host
-    from ollama_ops.core.options import parse_options
-    from ollama_ops.core.units import parse_duration
+    from ollama_ops.core.options import check_flag_values, duration_seconds, parse_options
 
     b = settings.bench
     if rate is not None and concurrency is not None:
         raise UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other",
                          hint="cap an open loop with --max-concurrency")
-    if rate is not None and not rate > 0:
-        raise UsageError(f"--rate must be positive, got {rate:g}")
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
     if duration is not None and requests is not None:
         raise UsageError("--requests and --duration exclude each other")
-    seconds = None
-    if duration is not None:
-        try:
-            seconds = parse_duration(duration)
-        except ValueError as exc:
-            raise UsageError(f"--duration {exc}") from None
-        if not seconds > 0:
-            raise UsageError("--duration must be positive")
-    for flag, value in (("--concurrency", concurrency), ("--max-concurrency", max_concurrency),
-                        ("--requests", requests), ("--max-tokens", max_tokens), ("--sweep-max", sweep_max)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    if warmup is not None and warmup < 0:
-        raise UsageError(f"--warmup must not be negative, got {warmup}")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout must be positive, got {timeout:g}")
+    # the CLI's own ranges (core/options.py), for callers that come without the CLI
+    check_flag_values("bench", {"--rate": rate, "--concurrency": concurrency, "--max-concurrency": max_concurrency,
+                                "--requests": requests, "--max-tokens": max_tokens, "--sweep-max": sweep_max,
+                                "--warmup": warmup, "--timeout": timeout, "--seed": seed})
+    seconds = None if duration is None else duration_seconds("bench", "--duration", duration)
     try:
         objectives = parse_slo(slo)
     except ValueError as exc:
