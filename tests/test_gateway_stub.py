@@ -63,11 +63,14 @@ def test_non_streamed_json_and_metadata_routes(stub, home):
         r = curl(gw.url + GEN, data=_gen(stream=False))
         tags = curl(gw.url + "/api/tags")
         version = curl(gw.url + "/api/version")
+        openapi = curl(gw.url + "/openapi.json").json()
         show = curl(gw.url + "/api/show", data={"model": "stub-model"})
     assert r.status == 200 and r.json()["response"] == "tok " * 16 and r.json()["eval_count"] == 16
     assert [m["name"] for m in tags.json()["models"]] == ["stub-model:latest"]
     assert version.status == 200 and version.json() == {"version": "0.0.0-stub"}
     assert show.status == 200 and show.json()["details"]["family"] == "llama"
+    assert {"/api/generate", "/v1/chat/completions", "/healthz", "/metrics", "/queue"} <= set(openapi["paths"])
+    assert "post" in openapi["paths"]["/api/chat"] and "delete" in openapi["paths"]["/api/delete"]
 
 
 # -- every error, in the caller's dialect, over curl -----------------------------------------------------------------
@@ -283,7 +286,7 @@ def test_sigterm_503s_the_queued_finishes_the_in_flight_and_exits_0(stub, home):
 
 # -- metrics, access log, usage -------------------------------------------------------------------------------------
 
-def test_metrics_access_log_and_usage(stub, home):
+def test_metrics_access_log_and_usage(stub, home, sollama):
     admin = make_key(home, "ops", "--admin")
     user = make_key(home, "app")
     stub.configure(tokens=3)
@@ -314,3 +317,17 @@ def test_metrics_access_log_and_usage(stub, home):
     assert db.stat().st_mode & 0o777 == 0o600
     rows = sqlite3.connect(db).execute("SELECT command, key, model, eval_tokens, outcome FROM usage").fetchall()
     assert rows == [("gateway", "app", "stub-model", 3, "ok")] * 2
+
+    env = {"SOLLAMA_HOME": str(home)}
+    shown = sollama("logs", "--gateway", "-n", "1", env=env)
+    assert shown.exit_code == 0, shown.output
+    last = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert last["route"] == "/api/generate" and last["key"] == "app"
+    by_key = sollama("report", "--usage", "--by", "key", "--json", env=env)
+    assert by_key.exit_code == 0, by_key.output
+    doc = json.loads(by_key.stdout)
+    assert doc["by"] == "key" and [(m["group"], m["requests"], m["eval_tokens"]) for m in doc["models"]] == [
+        ("app", 2, 6)]
+    by_day = sollama("report", "--usage", "--by", "day", env=env)
+    assert by_day.exit_code == 0 and "DAY" in by_day.stdout and "stub-model" in by_day.stdout
+    assert sollama("report", "--usage", "--by", "week", env=env).exit_code == 2

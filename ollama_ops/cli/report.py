@@ -96,7 +96,9 @@ def report(
     html: Annotated[str | None, typer.Option("--html", metavar="FILE",
                                              help="Also write RUN or the comparison as one self-contained HTML "
                                                   "page with charts (works offline).")] = None,
-    usage: Annotated[bool, typer.Option("--usage", help="Summarise generate/chat usage per model.")] = False,
+    usage: Annotated[bool, typer.Option("--usage", help="Summarise generate/chat/gateway usage per model.")] = False,
+    by: Annotated[str, typer.Option("--by", metavar="model|key|day",
+                                    help="With --usage: group by model, gateway key or UTC day.")] = "model",
     since: Annotated[str | None, typer.Option("--since", metavar="WINDOW",
                                               help="With --usage: only the last WINDOW (7d, 12h, 30m).")] = None,
     json: Annotated[bool, JsonOption] = False,
@@ -128,7 +130,7 @@ def report(
         if compare or args:
             raise UsageError("--usage takes no run selectors and no --compare")
         with Store() as store:
-            _usage(obj, store, fmt, since=since, model=model)
+            _usage(obj, store, fmt, since=since, model=model, by=by)
     elif compare:
         if len(args) > 2:
             raise UsageError("--compare takes at most BASE and CANDIDATE")
@@ -193,16 +195,19 @@ def _compare(obj: AppContext, store: Any, fmt: Format, args: list[str], *, thres
         raise error
 
 
-def _usage(obj: AppContext, store: Any, fmt: Format, *, since: str | None, model: str | None) -> None:
+def _usage(obj: AppContext, store: Any, fmt: Format, *, since: str | None, model: str | None,
+           by: str = "model") -> None:
     from ollama_ops.errors import UsageError
     from ollama_ops.render.report import render_usage, usage_markdown
-    from ollama_ops.services.report import since_epoch, usage_summary
+    from ollama_ops.services.report import USAGE_GROUPS, since_epoch, usage_summary
 
+    if by not in USAGE_GROUPS:
+        raise UsageError(f"--by must be one of {', '.join(USAGE_GROUPS)}, got {by!r:.40}")
     try:
         start = since_epoch(since)
     except ValueError as exc:
         raise UsageError(f"--since {exc}") from None
-    _emit(obj, fmt, usage_summary(store, since=start, model=model), render_usage, usage_markdown)
+    _emit(obj, fmt, usage_summary(store, since=start, model=model, by=by), render_usage, usage_markdown)
 
 
 @app.command("export")

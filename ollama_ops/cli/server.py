@@ -159,11 +159,13 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the daemon exits "
                                                                 "or Ctrl-C.")] = False,
     errors: Annotated[bool, typer.Option("--errors", help="Only error lines.")] = False,
+    gateway: Annotated[bool, typer.Option("--gateway", help="The gateway's access log (one JSON line per request) "
+                                                            "instead of the daemon's.")] = False,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """The daemon's log (its stdout and stderr), across rotated files.
 
-    Example: [bold]sollama logs -n 100 --errors[/bold]
+    Example: [bold]sollama logs -n 100 --errors[/bold] · [bold]sollama logs --gateway -f[/bold]
     """
     from ollama_ops.edges.process import log_path
     from ollama_ops.errors import UsageError
@@ -174,6 +176,22 @@ def logs(
     obj = use(ctx, json=json)
     if follow and obj.json:
         raise UsageError("--follow prints lines as they come; it cannot be combined with --json")
+    if gateway:
+        from ollama_ops.gateway.accesslog import log_path as gateway_log
+        from ollama_ops.gateway.accesslog import log_paths as gateway_logs
+
+        current = gateway_log()
+        view = read_log(lines, errors_only=errors, files=gateway_logs(), current=current)
+        if not view.exists and not follow:
+            display_info(obj.err, f"no gateway access log yet ({view.path})")
+        obj.emit(view, render_log_view)
+        if follow:
+            try:  # until Ctrl-C: the gateway runs in its own foreground process
+                for line in follow_log(current, alive=lambda: True, errors_only=errors):
+                    render_log_line(obj.out, line)
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+        return
     view = read_log(lines, errors_only=errors)
     if not view.exists and not follow:
         display_info(obj.err, f"no daemon log yet ({view.path})")

@@ -222,16 +222,26 @@ def comparison_markdown(data: Comparison) -> str:
 _USAGE_HEADER = ("MODEL", "REQUESTS", "OK", "ERRORS", "PROMPT TOK", "EVAL TOK", "MEDIAN LATENCY", "MEDIAN TOK/S")
 
 
+def _usage_header(data: UsageSummary) -> tuple[str, ...]:
+    if data.by == "model":
+        return _USAGE_HEADER
+    return (data.by.upper(), "MODELS", *_USAGE_HEADER[1:])
+
+
 def _usage_cells(data: UsageSummary) -> list[list[str]]:
+    if data.by != "model":
+        return [[m.group, m.model, str(m.requests), str(m.ok), str(m.errors), str(m.prompt_tokens),
+                 str(m.eval_tokens), _num(m.median_total_s, "s"), _num(m.median_eval_rate)] for m in data.models]
     return [[m.model, str(m.requests), str(m.ok), str(m.errors), str(m.prompt_tokens), str(m.eval_tokens),
              _num(m.median_total_s, "s"), _num(m.median_eval_rate)] for m in data.models]
 
 
 def render_usage(console: Console, data: UsageSummary) -> None:
     if not data.models:
-        display_info(console, "no generate/chat usage recorded" + (" in this window" if data.since else ""))
+        display_info(console, "no usage recorded" + (" in this window" if data.since else ""))
         return
-    table = _table(*((h, "left" if i == 0 else "right") for i, h in enumerate(_USAGE_HEADER)))
+    header = _usage_header(data)
+    table = _table(*((h, "left" if i < len(header) - 7 else "right") for i, h in enumerate(header)))
     for row in _usage_cells(data):
         table.add_row(*(Text(c) for c in row))
     console.print(table)
@@ -241,5 +251,7 @@ def render_usage(console: Console, data: UsageSummary) -> None:
 
 def usage_markdown(data: UsageSummary) -> str:
     if not data.models:
-        return "_No generate/chat usage recorded._\n"
-    return "\n".join(_md_table(_USAGE_HEADER, _usage_cells(data), right=range(1, 8))) + "\n"
+        return "_No usage recorded._\n"
+    header = _usage_header(data)
+    first = len(header) - 7
+    return "\n".join(_md_table(header, _usage_cells(data), right=range(first, first + 7))) + "\n"

@@ -24,11 +24,12 @@ class LogView:
     exists: bool = True
 
 
-def read_log(lines: int = 50, *, errors_only: bool = False, files: list[Path] | None = None) -> LogView:
+def read_log(lines: int = 50, *, errors_only: bool = False, files: list[Path] | None = None,
+             current: Path | None = None) -> LogView:
     """The last `lines` lines across the current log and its rotated copies (only error lines with
     `errors_only`); never reads more than it keeps in memory."""
     files = pf.server_log_paths() if files is None else files
-    current = pf.log_path()
+    current = current or pf.log_path()
     keep: deque[str] = deque(maxlen=max(lines, 0))
     if lines > 0:
         for path in reversed(files):  # oldest first

@@ -13,6 +13,7 @@ import io
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,16 +115,29 @@ class ModelUsage:
     eval_tokens: int
     median_total_s: float | None
     median_eval_rate: float | None
+    group: str = ""  # the value grouped by (the model, the gateway key, or the UTC day)
 
 
 @dataclass
 class UsageSummary:
-    """`sollama report --usage`: generate/chat usage per model over a window."""
+    """`sollama report --usage`: generate/chat/gateway usage per model, key or day over a window."""
 
     since: float | None
     model: str | None
     models: list[ModelUsage]
     requests: int
+    by: str = "model"
+
+
+USAGE_GROUPS = ("model", "key", "day")
+
+
+def _usage_group(row: UsageRow, by: str) -> str:
+    if by == "key":
+        return row.key or f"({row.command})"
+    if by == "day":
+        return datetime.fromtimestamp(row.time, UTC).strftime("%Y-%m-%d")
+    return row.model
 
 
 # -- figures from request rows ---------------------------------------------------------------------------------
@@ -265,21 +279,26 @@ def _sweep_points(store: Store, run: RunRecord) -> list[LoadPoint]:
 
 # -- usage -----------------------------------------------------------------------------------------------------
 
-def usage_summary(store: Store, *, since: float | None = None, model: str | None = None) -> UsageSummary:
-    """Per model: requests, ok/error, prompt/eval tokens, median total latency and median eval rate (tok/s)."""
-    by_model: dict[str, list[UsageRow]] = {}
+def usage_summary(store: Store, *, since: float | None = None, model: str | None = None,
+                  by: str = "model") -> UsageSummary:
+    """Per model (or gateway key, or UTC day): requests, ok/error, prompt/eval tokens, median total latency and
+    median eval rate (tok/s). Rows without a key (local generate/chat) group as "(generate)" / "(chat)"."""
+    groups: dict[str, list[UsageRow]] = {}
     for row in store.usage_rows(since=since, model=model):
-        by_model.setdefault(row.model, []).append(row)
+        groups.setdefault(_usage_group(row, by), []).append(row)
+    order = sorted(groups.items(), key=(lambda item: item[0]) if by == "day" else
+                   (lambda item: (-len(item[1]), item[0])))
     models = []
-    for name, rows in sorted(by_model.items(), key=lambda item: (-len(item[1]), item[0])):
+    for name, rows in order:
         ok = [r for r in rows if r.outcome == "ok"]
         rates = [r.eval_tokens / r.eval_s for r in ok if r.eval_s and r.eval_s > 0 and r.eval_tokens]
-        models.append(ModelUsage(model=name, requests=len(rows), ok=len(ok), errors=len(rows) - len(ok),
+        models.append(ModelUsage(model=name if by == "model" else ",".join(sorted({r.model for r in rows})),
+                                 requests=len(rows), ok=len(ok), errors=len(rows) - len(ok),
                                  prompt_tokens=sum(r.prompt_tokens for r in rows),
                                  eval_tokens=sum(r.eval_tokens for r in rows),
                                  median_total_s=median([r.total_s for r in ok if r.total_s]),
-                                 median_eval_rate=median(rates)))
-    return UsageSummary(since=since, model=model, models=models, requests=sum(m.requests for m in models))
+                                 median_eval_rate=median(rates), group=name))
+    return UsageSummary(since=since, model=model, models=models, requests=sum(m.requests for m in models), by=by)
 
 
 def since_epoch(window: str | None, now: float | None = None) -> float | None:
