@@ -126,6 +126,11 @@ class GatewaySettings:
     drain_timeout: float = _rule(min=0, max=WEEK_S)
     log_prompts: bool = _rule()
     limits_storage: str = _rule(nonempty=True)
+    upstreams: list[str] = _rule()
+    state: str | None = _rule()
+    store: str | None = _rule()
+    lease_ttl: float = _rule(min=0.5, max=3600)
+    poll_interval: float = _rule(min=0.1, max=3600)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from ollama_ops.core.gateway.routing import (
     choose,
     hosts_with,
     normalize_model,
+    preference,
 )
 
 M = "smollm2:135m"
@@ -78,6 +79,14 @@ def test_choose(hosts, model, exclude, verdict, chosen):
     assert choice.chosen is (chosen is not None)
 
 
+def test_preference_order():
+    hosts = [host("full", in_flight=2, loaded=(M,)), host("idle"), host("warm", in_flight=1, loaded=(M,)),
+             host("half", slots=4, in_flight=2), host("none", installed=()), host("down", up=False)]
+    assert preference(hosts, M) == ["warm", "idle", "half", "full"]
+    assert preference(hosts, M, exclude=["warm"]) == ["idle", "half", "full"]
+    assert preference(hosts, "other") == []
+
+
 def test_hosts_with():
     hosts = [host("a"), host("b", up=False), host("c", installed=()), host("d", loaded=(M,), installed=())]
     assert hosts_with(hosts, M) == ["a", "d"]
@@ -95,6 +104,8 @@ host_views = st.builds(
        st.sets(st.sampled_from([f"h{i}" for i in range(10)])))
 def test_choose_properties(hosts, model, exclude):
     choice = choose(hosts, model, exclude=exclude)
+    order = preference(hosts, model, exclude=exclude)
+    assert choice.host == (order[0] if choice.chosen else None)
     eligible = [h for h in hosts if h.up and h.name not in exclude and h.has(model)]
     free = [h for h in eligible if h.free > 0]
     if choice.chosen:

@@ -43,7 +43,7 @@ def create(
     """
     from ollama_ops.core.gateway.keys import parse_expires
     from ollama_ops.errors import UsageError
-    from ollama_ops.gateway.keystore import KeyFile
+    from ollama_ops.fleet.admin import key_admin
     from ollama_ops.render.gateway import CreatedView, render_created
 
     obj = use(ctx, json=json)
@@ -51,7 +51,7 @@ def create(
         lifetime = parse_expires(expires) if expires else None
     except ValueError as exc:
         raise UsageError(f"--expires: {exc}") from exc
-    created = KeyFile().create(name, models=models, rpm=rpm, tpm=tpm, concurrency=concurrency,
+    created = key_admin(obj.settings).create(name, models=models, rpm=rpm, tpm=tpm, concurrency=concurrency,
                                daily_tokens=daily_tokens, priority=priority, admin=admin, expires_in=lifetime)
     obj.emit(CreatedView.of(created), render_created)
 
@@ -62,11 +62,11 @@ def list_keys(ctx: typer.Context, json: Annotated[bool, JsonOption] = False) -> 
 
     Example: [bold]sollama keys list --json | jq -r '.keys[].name'[/bold]
     """
-    from ollama_ops.gateway.keystore import KeyFile
+    from ollama_ops.fleet.admin import key_admin
     from ollama_ops.render.gateway import KeyListing, render_key_list
 
     obj = use(ctx, json=json)
-    obj.emit(KeyListing.of(KeyFile().list()), render_key_list)
+    obj.emit(KeyListing.of(key_admin(obj.settings).list()), render_key_list)
 
 
 @app.command("revoke")
@@ -75,11 +75,11 @@ def revoke(ctx: typer.Context, name: Annotated[str, NameArg], json: Annotated[bo
 
     Example: [bold]sollama keys revoke ci[/bold]
     """
-    from ollama_ops.gateway.keystore import KeyFile
+    from ollama_ops.fleet.admin import key_admin
     from ollama_ops.render.gateway import render_revoked
 
     obj = use(ctx, json=json)
-    obj.emit(KeyFile().revoke(name), render_revoked)
+    obj.emit(key_admin(obj.settings).revoke(name), render_revoked)
 
 
 @app.command("rotate")
@@ -88,8 +88,8 @@ def rotate(ctx: typer.Context, name: Annotated[str, NameArg], json: Annotated[bo
 
     Example: [bold]sollama keys rotate ci[/bold]
     """
-    from ollama_ops.gateway.keystore import KeyFile
+    from ollama_ops.fleet.admin import key_admin
     from ollama_ops.render.gateway import CreatedView, render_created
 
     obj = use(ctx, json=json)
-    obj.emit(CreatedView.of(KeyFile().rotate(name)), render_created)
+    obj.emit(CreatedView.of(key_admin(obj.settings).rotate(name)), render_created)

@@ -130,7 +130,12 @@ def report(
         if compare or args:
             raise UsageError("--usage takes no run selectors and no --compare")
         with Store() as store:
-            _usage(obj, store, fmt, since=since, model=model, by=by)
+            source: Any = store
+            if obj.settings.gateway.store:  # the gateway replicas' usage lives in PostgreSQL
+                from ollama_ops.fleet.pgstore import WithGatewayUsage
+
+                source = WithGatewayUsage(store, obj.settings.gateway.store)
+            _usage(obj, source, fmt, since=since, model=model, by=by)
     elif compare:
         if len(args) > 2:
             raise UsageError("--compare takes at most BASE and CANDIDATE")

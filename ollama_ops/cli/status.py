@@ -71,6 +71,25 @@ def _watch(obj: AppContext, fetch, interval: float, count: int | None) -> None: 
         _exit_for(report)
 
 
+def _fleet(obj: AppContext) -> None:
+    """`--fleet`: exit 0 when every host is up, 7 when some are down, 4 when none answers."""
+    from ollama_ops.errors import ServerUnreachable, Unhealthy
+    from ollama_ops.services.fleet_status import fleet_status
+
+    def render(console, report):  # type: ignore[no-untyped-def]
+        from ollama_ops.render.fleet import render_fleet
+
+        render_fleet(console, report)
+
+    report = fleet_status(obj.settings)
+    obj.emit(report, render)
+    down = [h.url for h in report.hosts if not h.up]
+    if len(down) == len(report.hosts):
+        raise ServerUnreachable(f"no upstream host answers ({', '.join(down)})")
+    if down:
+        raise Unhealthy(f"{len(down)} of {len(report.hosts)} upstream hosts down: {', '.join(down)}")
+
+
 def status(
     ctx: typer.Context,
     deep: Annotated[bool, typer.Option("--deep", help="Also generate one token (catches a hung runner).")] = False,
@@ -84,6 +103,9 @@ def status(
     interval: Annotated[float, typer.Option("--interval", min=0.2, metavar="SECONDS",
                                             help="Refresh period of --watch.")] = 2.0,
     count: Annotated[int | None, typer.Option("--count", min=1, help="Stop --watch after N refreshes.")] = None,
+    fleet: Annotated[bool, typer.Option("--fleet", help="The whole service: every gateway.upstreams host (health, "
+                                                        "version, loaded models, in-flight/slots) and every "
+                                                        "gateway replica (with gateway.state).")] = False,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Address, latency, version, process (pid, uptime, RSS, CPU), loaded and installed models, memory budget vs
@@ -100,6 +122,8 @@ def status(
 
     obj = use(ctx, json=json)
     settings = obj.settings
+    if fleet:
+        return _fleet(obj)
 
     def fetch() -> StatusReport:
         return get_status(settings, deep=deep, model=model, deep_timeout=deep_timeout)

@@ -312,3 +312,15 @@ def record_usage(dsn: str, rows: Iterable[UsageRow]) -> int:
     with _connect(dsn, autocommit=True) as conn:
         _insert_usage(conn, rows)
     return len(rows)
+
+
+class WithGatewayUsage:
+    """`report --usage` with `gateway.store`: this machine's generate/chat rows (SQLite) and every replica's
+    gateway rows (PostgreSQL), oldest first."""
+
+    def __init__(self, local: Any, dsn: str) -> None:
+        self.local, self.dsn = local, dsn
+
+    def usage_rows(self, since: float | None = None, model: str | None = None) -> list[UsageRow]:
+        rows = self.local.usage_rows(since=since, model=model) + usage_rows(self.dsn, since=since, model=model)
+        return sorted(rows, key=lambda r: r.time)

@@ -196,3 +196,20 @@ class RedisSlots:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
         await self.redis.aclose()
+
+
+def in_flight_sync(url: str, hosts: Sequence[str], *, namespace: str = "sollama") -> dict[str, int]:
+    """The live lease count of each host (for `sollama status --fleet`; read-only: expired leases are not
+    counted, and left for the replicas to drop)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        seconds, micros = client.time()
+        now = seconds * 1000 + micros // 1000
+        pipe = client.pipeline(transaction=False)
+        for host in hosts:
+            pipe.zcount(f"{{{namespace}}}:slots:{host}", f"({now}", "+inf")
+        return {host: int(n) for host, n in zip(hosts, pipe.execute(), strict=True)}
+    finally:
+        client.close()

@@ -37,6 +37,12 @@ def _ops_app(gw: Gateway) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], summary="The upstream answers (503 otherwise)")
     async def readyz() -> JSONResponse:
+        if gw.fleet is not None:  # ready while at least one host is in
+            hosts = {h.url: h.up for h in gw.fleet.pool.hosts}
+            ready = any(hosts.values()) and not gw.admission.draining
+            return JSONResponse({"status": "ready" if ready else "not ready", "hosts": hosts,
+                                 "hosts_up": sum(hosts.values()), "draining": gw.admission.draining},
+                                status_code=200 if ready else 503)
         up = await gw.upstream.probe()
         gw.note_upstream(up)
         ready = up and not gw.admission.draining
@@ -64,6 +70,10 @@ def _ops_app(gw: Gateway) -> FastAPI:
         waiting = gw.admission.snapshot()
         base = {"slots": gw.admission.slots, "in_flight": gw.admission.in_flight, "depth": len(waiting),
                 "draining": gw.admission.draining}
+        if gw.fleet is not None:  # every replica's waiting requests together (shared state), and the hosts
+            base["fleet_depth"] = await gw.fleet.queue_depth()
+            base["hosts"] = [{"url": h.url, "up": h.up, "in_flight": h.in_flight, "slots": h.slots}
+                             for h in gw.fleet.pool.hosts]
         rows = [{"position": pos, "key": w.key, "model": w.model, "request_id": w.request_id,
                  "wait_s": round(now - w.since, 3)} for pos, w in waiting]
         if key is None or key.admin:

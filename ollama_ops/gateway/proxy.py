@@ -222,9 +222,14 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
                 msg = dialect.BUSY if ex.area == "api" else f"server busy, please try again ({why})"
                 return await send_error(ex, send, 503, msg, [(b"retry-after", str(exc.retry_after).encode())])
             try:
-                await _forward(gw, ex, found, body, scope, send, extra, key)
+                if gw.fleet is not None:
+                    await gw.fleet.forward(gw, ex, found, body, scope, send, extra, key)
+                else:
+                    await _forward(gw, ex, found, body, scope, send, extra, key)
             finally:
                 gw.admission.release()
+        elif gw.fleet is not None:
+            await gw.fleet.forward_any(gw, ex, found, body, scope, send, extra, key)
         else:
             await _forward(gw, ex, found, body, scope, send, extra, key)
     finally:
@@ -236,7 +241,13 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
 
 
 async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: dict, send,
-                   extra: list[tuple[bytes, bytes]], key: KeyRecord | None) -> None:
+                   extra: list[tuple[bytes, bytes]], key: KeyRecord | None, *, upstream=None,
+                   retry_ok: bool = False) -> str | None:
+    """Send the request to `upstream` (default: the one upstream) and relay its answer. With `retry_ok`, a failure
+    before anything reached the caller (refused, no head in time, a broken connection, a 502/503 answer) is
+    returned as its kind ("refused", "first-byte-timeout", "reset", "502", "503") with nothing sent, so the
+    fleet can try another host; otherwise it becomes the error response. None: the exchange is done."""
+    upstream = upstream or gw.upstream
     headers = {"X-Request-ID": ex.request_id}
     for name in (b"content-type", b"accept"):
         value = _header(scope, name)
@@ -245,15 +256,22 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
     route = found.route
     try:
         async with asyncio.timeout(gw.config.first_byte_timeout):
-            resp = await gw.upstream.request(route.method, found.path, data=body if body else None, headers=headers)
+            resp = await upstream.request(route.method, found.path, data=body if body else None, headers=headers)
     except TimeoutError:
-        gw.note_upstream(True)
+        if retry_ok:
+            return "first-byte-timeout"
+        gw.note_upstream(True, upstream)
         return await send_error(ex, send, 504, f"no answer from Ollama within {gw.config.first_byte_timeout:g} s")
     except (aiohttp.ClientError, OSError) as exc:
-        gw.note_upstream(False)
-        return await send_error(ex, send, 502, f"Ollama at {gw.upstream.base_url} is unreachable "
+        if retry_ok:
+            return "refused" if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError) else "reset"
+        gw.note_upstream(False, upstream)
+        return await send_error(ex, send, 502, f"Ollama at {upstream.base_url} is unreachable "
                                                f"({type(exc).__name__})")
-    gw.note_upstream(True)
+    if retry_ok and resp.status in (502, 503):
+        resp.close()
+        return str(resp.status)
+    gw.note_upstream(True, upstream)
     clean = False
     try:
         clean = await _relay(gw, ex, resp, send, extra, key) is not False
@@ -262,6 +280,7 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
             resp.release()
         else:
             resp.close()  # closes the upstream connection at once: Ollama stops and frees its slot
+    return None
 
 
 async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,

@@ -21,17 +21,43 @@ from ollama_ops.gateway.upstream import Upstream
 from ollama_ops.gateway.usage import UsageSink
 
 
+def open_keyring(config: GatewayConfig, *, clock=time.time):
+    """The keys file, or PostgreSQL when `gateway.store` names it."""
+    if config.store:
+        from ollama_ops.fleet.pgstore import PgKeyRing
+
+        return PgKeyRing(config.store, clock=clock)
+    return KeyRing(config.keys_path or keys_path(), clock=clock)
+
+
+def open_usage_sink(config: GatewayConfig):
+    """The SQLite usage sink, or PostgreSQL when `gateway.store` names it."""
+    if config.store:
+        from ollama_ops.fleet.pgstore import PgUsageSink
+
+        return PgUsageSink(config.store)
+    return UsageSink(config.usage_db)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None, keyring: KeyRing | None = None,
                  clock=time.time) -> None:
         self.config = config
         self.clock = clock
-        self.keyring = keyring or KeyRing(config.keys_path or keys_path(), clock=clock)
-        self.limiter = limiter or Limiter(make_storage(config.limits_storage))
-        self.admission = Admission(config.slots, config.queue_depth, config.max_wait)
+        self.keyring = keyring or open_keyring(config, clock=clock)
+        self.limiter = limiter or Limiter(make_storage(config.effective_limits_storage))
+        self.fleet = None
+        slots = config.slots
+        if config.fleet:
+            slots = sum(s for _, s in config.upstreams) if config.upstreams else config.slots
+        self.admission = Admission(slots, config.queue_depth, config.max_wait)
         self.upstream = Upstream(config.upstream, connect_timeout=config.connect_timeout,
                                  idle_timeout=config.idle_timeout)
         self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight)
+        if config.fleet:
+            from ollama_ops.fleet.runtime import Fleet
+
+            self.fleet = Fleet(self)
         self.access_log: AccessLog | None = None
         self.usage: UsageSink | None = None
         self.started = time.time()
@@ -39,9 +65,12 @@ class Gateway:
 
     # -- life cycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.upstream.start()
         self.access_log = AccessLog(self.config.access_log_path, max_bytes=self.config.access_log_bytes)
-        self.usage = UsageSink(self.config.usage_db)
+        self.usage = open_usage_sink(self.config)
+        if self.fleet is not None:
+            await self.fleet.start()
+            return
+        await self.upstream.start()
         self.note_upstream(await self.upstream.probe())
         self._probe_task = asyncio.create_task(self._probe_loop())
 
@@ -59,6 +88,8 @@ class Gateway:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe_task
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.upstream.close()
         if self.usage is not None:
             self.usage.close()
@@ -99,7 +130,10 @@ class Gateway:
         key = self.keyring.lookup(secret)
         return key is not None and key.admin
 
-    def note_upstream(self, up: bool) -> None:
+    def note_upstream(self, up: bool, upstream: Upstream | None = None) -> None:
+        if self.fleet is not None:
+            self.fleet.note(upstream, up)
+            return
         self.upstream.up = up
         self.metrics.upstream_up.labels(self.config.upstream).set(1 if up else 0)
 

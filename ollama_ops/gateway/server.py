@@ -16,8 +16,7 @@ import uvicorn
 
 from ollama_ops.errors import Interrupted, SollamaError
 from ollama_ops.gateway.app import build_app
-from ollama_ops.gateway.keystore import KeyRing, keys_path
-from ollama_ops.gateway.runtime import Gateway
+from ollama_ops.gateway.runtime import Gateway, open_keyring
 from ollama_ops.gateway.settings import GatewayConfig, check_exposure
 
 
@@ -78,7 +77,7 @@ class _Server(uvicorn.Server):
 
 def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], None] | None = None) -> None:
     """Serve until SIGTERM (returns) or SIGINT (raises Interrupted)."""
-    keyring = KeyRing(config.keys_path or keys_path())
+    keyring = open_keyring(config)
     check_exposure(config, len(keyring))
     sock = bind(config.listen_host, config.listen_port)
     config.listen_port = sock.getsockname()[1]

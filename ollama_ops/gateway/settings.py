@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ollama_ops.core.hosts import HostAddress, parse_host
-from ollama_ops.errors import ConfigError
+from ollama_ops.errors import ConfigError, SollamaError
 
 DEFAULT_PORT = 8000
 
@@ -36,6 +36,24 @@ class GatewayConfig:
     access_log_path: Path | None = None
     access_log_bytes: int = 10 * 1024 * 1024
     usage_db: Path | None = None  # None = the history database
+    # the fleet (ollama_ops/fleet): several hosts, shared state for several replicas
+    upstreams: list[tuple[str, int]] = field(default_factory=list)  # (base URL, slots); empty = `upstream`
+    state: str | None = None  # redis://… ; None = in-process
+    store: str | None = None  # postgresql://… ; None = the keys file and SQLite
+    lease_ttl: float = 6.0
+    poll_interval: float = 2.0
+
+    @property
+    def fleet(self) -> bool:
+        """Several hosts or shared state: requests go through the fleet's host pool."""
+        return bool(self.upstreams) or bool(self.state)
+
+    @property
+    def effective_limits_storage(self) -> str:
+        """The limit windows live in the shared Redis when there is one (unless limits_storage names another)."""
+        if self.state and self.limits_storage == "memory://":
+            return self.state
+        return self.limits_storage
 
     @property
     def listen_url(self) -> str:
@@ -78,7 +96,44 @@ def from_settings(settings, *, listen: str | None = None, upstream: str | None =
         queue_depth=gw.queue_depth, max_wait=gw.max_wait, first_byte_timeout=gw.first_byte_timeout,
         idle_timeout=gw.idle_timeout, connect_timeout=settings.client.connect_timeout,
         drain_timeout=gw.drain_timeout, log_prompts=gw.log_prompts, limits_storage=gw.limits_storage,
-        insecure_no_auth=insecure_no_auth, access_log_bytes=settings.logging.max_log_bytes)
+        insecure_no_auth=insecure_no_auth, access_log_bytes=settings.logging.max_log_bytes,
+        upstreams=[] if upstream else parse_upstreams(list(gw.upstreams or []),
+                                                     slots or gw.slots or settings.server.num_parallel or 1),
+        state=_check_url("state", gw.state, ("redis://", "rediss://", "unix://")),
+        store=_check_url("store", gw.store, ("postgresql://", "postgres://")),
+        lease_ttl=gw.lease_ttl, poll_interval=gw.poll_interval)
+
+
+_UPSTREAM = re.compile(r"\s*(\S+)(?:\s+slots\s*=\s*(\d+))?\s*")
+
+
+def parse_upstreams(items: list[str], default_slots: int) -> list[tuple[str, int]]:
+    """`gateway.upstreams` entries, "URL" or "URL slots=N", into (base URL, slots); ConfigError when malformed
+    or repeated."""
+    out: list[tuple[str, int]] = []
+    for item in items:
+        m = _UPSTREAM.fullmatch(item or "")
+        if not m:
+            raise ConfigError(f"gateway.upstreams: expected 'URL' or 'URL slots=N', got {item!r:.80}")
+        try:
+            url = parse_host(m.group(1)).base_url
+        except (ValueError, SollamaError) as exc:
+            raise ConfigError(f"gateway.upstreams: invalid address {m.group(1)!r:.80}: {exc}") from exc
+        slots = int(m.group(2)) if m.group(2) else default_slots
+        if not 1 <= slots <= 1024:
+            raise ConfigError(f"gateway.upstreams: slots must be 1-1024, got {slots} for {url}")
+        if any(u == url for u, _ in out):
+            raise ConfigError(f"gateway.upstreams: {url} is listed twice")
+        out.append((url, slots))
+    return out
+
+
+def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not value.strip().startswith(schemes):
+        raise ConfigError(f"gateway.{name} must start with {' or '.join(schemes)}, got {value.split('@')[-1]!r:.80}")
+    return value.strip()
 
 
 def check_exposure(config: GatewayConfig, keys: int) -> None:

@@ -58,6 +58,11 @@ class Choice:
         return self.host is not None
 
 
+def _rank(item: tuple[int, HostView]) -> tuple[float, int, int]:
+    i, h = item
+    return (h.busy, h.in_flight, i)
+
+
 def choose(hosts: Sequence[HostView], model: str, *, exclude: Iterable[str] = ()) -> Choice:
     """The host for one request for `model` (see the module doc). `exclude`: hosts already tried for this request
     (the retry goes elsewhere)."""
@@ -72,15 +77,25 @@ def choose(hosts: Sequence[HostView], model: str, *, exclude: Iterable[str] = ()
     free = [(i, h) for i, h in eligible if h.free > 0]
     if not free:
         return Choice(WAIT)
-
-    def rank(item: tuple[int, HostView]) -> tuple[float, int, int]:
-        i, h = item
-        return (h.busy, h.in_flight, i)
-
     warm = [item for item in free if wanted in item[1].loaded]
     if warm:
-        return Choice(LOADED, min(warm, key=rank)[1].name)
-    return Choice(LEAST_BUSY, min(free, key=rank)[1].name)
+        return Choice(LOADED, min(warm, key=_rank)[1].name)
+    return Choice(LEAST_BUSY, min(free, key=_rank)[1].name)
+
+
+def preference(hosts: Sequence[HostView], model: str, *, exclude: Iterable[str] = ()) -> list[str]:
+    """Every eligible host in the order routing prefers them: free with the model loaded, free, then full ones
+    (least busy first within each group). The shared slot store takes the first that really has a free slot,
+    so a view that is a moment old still never overfills a host; `choose` is this list's first entry."""
+    wanted = normalize_model(model)
+    skip = set(exclude)
+    eligible = [(i, h) for i, h in enumerate(hosts) if h.up and h.name not in skip and h.has(wanted)]
+
+    def group(item: tuple[int, HostView]) -> int:
+        h = item[1]
+        return 0 if h.free > 0 and wanted in h.loaded else 1 if h.free > 0 else 2
+
+    return [h.name for _, h in sorted(eligible, key=lambda item: (group(item), *_rank(item)))]
 
 
 def hosts_with(hosts: Sequence[HostView], model: str) -> list[str]:
