@@ -456,6 +456,12 @@ def terminate_orphan(orphan: OrphanRunner, timeout: float) -> str | None:
     """Stop an orphaned runner only if it is still exactly the process seen (pid, creation time, command line)
     and still orphaned; None when it was left alone."""
     proc = _verify_process(orphan.pid, orphan.create_time, orphan.cmdline)
-    if proc is None or not is_orphan_runner(proc, orphan.exe):
+    if proc is None:
+        return None
+    try:
+        exe = proc.exe()  # what it runs now, not what the plan noted
+    except psutil.Error:
+        return None
+    if not is_orphan_runner(proc, exe):
         return None
     return ServerProcess(proc).stop(timeout)
