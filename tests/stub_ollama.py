@@ -145,6 +145,10 @@ class Script:
     omit_eval_count: bool = False
     retry_after: str | None = None  # a Retry-After header on ``status`` answers
     status_times: int | None = None  # ``status`` for only the first N inference requests of this script
+    count_words: bool = False  # prompt tokens = words + 5 (a "template") instead of characters / 4
+    ignore_max_tokens: bool = False  # /v1: answer `tokens` chunks whatever max_tokens says
+    omit_usage: bool = False  # /v1: no usage object even when include_usage is asked
+    omit_done: bool = False  # /v1: end the stream after the usage event without "data: [DONE]"
 
     def text(self, i: int) -> str:
         t = self.token_text
@@ -182,6 +186,11 @@ def _json(status: int, obj, keep: bool, extra: str = "") -> bytes:
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _prompt_tokens(s: "Script", text: str) -> int:
+    """The stub's prompt token count: words + 5 with ``count_words``, else characters / 4."""
+    return len(text.split()) + 5 if s.count_words else max(1, len(text) // 4)
 
 
 def _norm(name: str) -> str:
@@ -249,6 +258,7 @@ class _Conn(asyncio.Protocol):
             conn = hdrs.get("connection", "").lower()
             keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
             self.rid = hdrs.get("x-request-id")
+            self.stub.last_headers = hdrs
             self.stub._dispatch(self, method, target.split("?", 1)[0], body, keep)
 
     def run(self, gen, keep: bool):
@@ -323,6 +333,7 @@ class StubOllama:
         self.loaded = {_norm(m) for m in loaded}
         self.port, self._want_port, self._uvloop, self._spin = port, port, uvloop, spin
         self.version = "0.0.0-stub"  # what /api/version answers
+        self.last_headers: dict[str, str] = {}  # of the last request (names lower-cased)
         self.request_count = 0
         self._inferred = 0  # generate/chat requests since the last configure (for ``status_every``)
         self._requests = collections.deque(maxlen=1000)
@@ -342,6 +353,8 @@ class StubOllama:
             ("DELETE", "/api/delete"): self._delete,
             ("POST", "/api/generate"): lambda r, k: self._infer(r, k, False),
             ("POST", "/api/chat"): lambda r, k: self._infer(r, k, True),
+            ("POST", "/v1/chat/completions"): lambda r, k: self._openai(r, k, True),
+            ("POST", "/v1/completions"): lambda r, k: self._openai(r, k, False),
         }
 
     # -- public API -------------------------------------------------------------
@@ -612,8 +625,95 @@ class StubOllama:
         if isinstance(num_predict, int) and 0 <= num_predict < n:
             n, reason = num_predict, "length"
         return self._generate(
-            s, base, n, reason, chat, req.get("stream") is not False, keep, max(1, len(text) // 4), t0, self._rid
+            s, base, n, reason, chat, req.get("stream") is not False, keep, _prompt_tokens(s, text), t0, self._rid
         )
+
+    def _openai(self, req: dict, keep: bool, chat: bool):
+        """/v1/chat/completions and /v1/completions, streamed as server-sent events like Ollama 0.23's /v1 (an
+        all-zero usage on every completions chunk, the real usage in a last ``choices: []`` event when
+        ``stream_options.include_usage``, then ``data: [DONE]``); ``max_tokens`` bounds the answer."""
+        s, t0 = self.script, self._origin or time.monotonic_ns()
+        if s.status:
+            err = {"error": {"message": s.error or (BUSY_ERROR if s.status == 503 else "stub error"),
+                             "type": "api_error", "param": None, "code": None}}
+            return _json(s.status, err, keep)
+        model = self._find(req)
+        if model is None:
+            err = {"error": {"message": f'model "{req.get("model")}" not found, try pulling it first',
+                             "type": "api_error", "param": None, "code": None}}
+            return _json(404, err, keep)
+        self.loaded.add(model)
+        if chat:
+            text = "".join(str(m.get("content", "")) for m in req.get("messages") or [])
+        else:
+            text = str(req.get("prompt") or "")
+        n, reason = s.tokens, "stop"
+        limit = req.get("max_tokens")
+        if isinstance(limit, int) and 0 < limit < n and not s.ignore_max_tokens:
+            n, reason = limit, "length"
+        usage = bool((req.get("stream_options") or {}).get("include_usage")) and not s.omit_usage
+        return self._sse(s, model, n, reason, chat, keep, _prompt_tokens(s, text), usage, t0, self._rid)
+
+    def _sse(self, s: Script, model, n, reason, chat, keep, prompt_tokens, usage, t0, rid=None):
+        """Response generator of a streamed /v1 answer (see _Conn.run for the action protocol)."""
+        record = None
+        created = int(time.time())
+        if chat:
+            head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": "fp_ollama"}
+        else:
+            head = {"id": "cmpl-1", "object": "text_completion", "created": created, "model": model,
+                    "system_fingerprint": "fp_ollama"}
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+        def event(text, finish):
+            if chat:
+                choice = {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": finish}
+                obj = head | {"choices": [choice]}
+            else:
+                obj = head | {"choices": [{"text": text, "index": 0, "finish_reason": finish}], "usage": zero}
+            return _chunk(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
+
+        yield _head(200, "text/event-stream", keep, None)
+        sent = 0
+        for i in range(n + 1):
+            if i == s.disconnect_after:
+                yield _CLOSE
+                return
+            if i == s.stall_after:
+                yield _STALL
+                return
+            if i == s.error_after:
+                err = {"error": {"message": s.error or RUN_ERROR, "type": "api_error", "param": None, "code": None}}
+                yield _chunk(b"data: " + json.dumps(err).encode() + b"\n\n") + _END
+                return
+            if i == s.malformed_after:
+                yield _chunk(b"data: " + s.malformed_line.encode() + b"\n\n")
+            if i == n:
+                break
+            delay = s.first_token_delay + i * s.token_delay
+            if delay:
+                due = t0 + round(delay * 1e9)
+                wait = due - time.monotonic_ns()
+                if wait > 0:
+                    yield wait / 1e9
+                now = time.monotonic_ns()
+                with self._lock:
+                    if record is None:
+                        record = {"id": rid, "rx": t0 / 1e9, "first": now / 1e9, "last": 0.0, "tokens": 0}
+                        self._timeline.append(record)
+                    record["last"], record["tokens"] = now / 1e9, i + 1
+                    self._late.append((now - due) / 1e9)
+            yield event(s.text(i), None)
+            sent += 1
+        out = event("", reason)
+        if usage:
+            obj = head | {"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent,
+                                                   "total_tokens": prompt_tokens + sent}}
+            out += _chunk(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
+        if not s.omit_done:
+            out += _chunk(b"data: [DONE]\n\n")
+        yield out + _END
 
     def _generate(self, s: Script, base, n, reason, chat, stream, keep, prompt_tokens, t0, rid=None):
         """Response generator for generate/chat (see _Conn.run for the action protocol).

@@ -37,7 +37,26 @@ def bench(
                                              "growing or the SLO breaks; report the knee.")] = False,
     sweep_max: Annotated[int, typer.Option("--sweep-max", rich_help_panel=_LOAD,
                                            help="Highest concurrency (or rate multiple) of a sweep.")] = 64,
-    api: Annotated[str | None, typer.Option("--api", rich_help_panel=_REQ, help="generate | chat.")] = None,
+    api: Annotated[str | None, typer.Option("--api", rich_help_panel=_REQ,
+                                            help="generate | chat (Ollama's NDJSON) | openai-chat | "
+                                                 "openai-completions (OpenAI-compatible SSE, any server).")] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", metavar="NAME:VALUE", rich_help_panel=_REQ,
+                                                     help="Extra HTTP header on every request (repeatable; "
+                                                          "only the names are stored).")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="SOLLAMA_BENCH_API_KEY", rich_help_panel=_REQ,
+                                                help="Send Authorization: Bearer KEY (never stored or shown).",
+                                                show_envvar=True)] = None,
+    prompt_tokens: Annotated[str | None, typer.Option("--prompt-tokens", metavar="N[:SD[:MIN:MAX]]",
+                                                      rich_help_panel=_REQ,
+                                                      help="Synthetic prompts of N tokens by the server's own "
+                                                           "count (seeded; normal with SD, clipped).")] = None,
+    output_tokens: Annotated[str | None, typer.Option("--output-tokens", metavar="N[:SD[:MIN:MAX]]",
+                                                      rich_help_panel=_REQ,
+                                                      help="Synthetic output lengths (max_tokens per request).")
+                             ] = None,
+    prefix_tokens: Annotated[int | None, typer.Option("--prefix-tokens", rich_help_panel=_REQ,
+                                                      help="A shared prefix of N tokens before every synthetic "
+                                                           "prompt (prefix caching).")] = None,
     prompts: Annotated[str | None, typer.Option("--prompts", "-p", rich_help_panel=_REQ,
                                                 help="short | medium | long, or a file (text lines or JSONL "
                                                      "with prompt/messages).")] = None,
@@ -66,7 +85,8 @@ def bench(
     Examples: [bold]sollama bench -m smollm2:135m -c 4 -n 40[/bold] ·
     [bold]sollama bench -m smollm2:135m --rate 2 --duration 30s --slo ttft=500ms[/bold] ·
     [bold]sollama bench -m smollm2:135m --sweep --slo e2el=5s --report[/bold] ·
-    [bold]sollama bench -m smollm2:135m -n 40 --html bench.html[/bold]
+    [bold]sollama bench -m smollm2:135m -n 40 --html bench.html[/bold] ·
+    [bold]sollama bench -m smollm2:135m --api openai-chat --prompt-tokens 512 --output-tokens 64[/bold]
 
     Exit codes: 0 the run passed · 1 requests failed beyond --max-failures, none succeeded, or the server
     stopped answering mid-run, or too many open files · 2 bad flag · 4 server unreachable at the start · 130
@@ -81,7 +101,9 @@ def bench(
     config = build_config(obj.settings, model=model, concurrency=concurrency, rate=rate, arrival=arrival,
                           max_concurrency=max_concurrency, requests=requests, duration=duration, warmup=warmup,
                           seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
-                          timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max, max_failures=max_failures)
+                          timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max, max_failures=max_failures,
+                          headers=header, api_key=api_key, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                          prefix_tokens=prefix_tokens)
     if html is not None:
         from ollama_ops.services.html_report import check_target
 

@@ -160,7 +160,8 @@ def error_message(body: bytes | str) -> str:
     try:
         obj = json.loads(text)
         if isinstance(obj, dict) and "error" in obj:
-            return str(obj["error"])
+            err = obj["error"]  # OpenAI-style servers: {"error": {"message": ..., "type": ...}}
+            return str(err.get("message") or err) if isinstance(err, dict) else str(err)
     except ValueError:
         pass
     text = " ".join(text.split())

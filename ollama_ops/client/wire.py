@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from ollama_ops.client.protocol import error_message, out_of_files
 from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
+from ollama_ops.core.bench.sse import SseDecoder, StreamError
 from ollama_ops.edges.stamped import StampedTransport, open_stamped
 
 _ERROR_BODY_CAP = 64 * 1024
@@ -45,6 +46,7 @@ class WireConnection(asyncio.Protocol):
         self._times: list[float] = []
         self._stamped: StampedTransport | None = None
         self._now = 0.0  # arrival time of the bytes being parsed
+        self._sse: SseDecoder | None = None  # the OpenAI APIs' server-sent events, else NDJSON
         self._reset()
 
     def _reset(self) -> None:
@@ -94,11 +96,12 @@ class WireConnection(asyncio.Protocol):
 
     # -- requests ---------------------------------------------------------------------------------------------
 
-    def start(self, request: bytes, times: list[float], timeout: float | None) -> float:
+    def start(self, request: bytes, times: list[float], timeout: float | None, sse: bool = False) -> float:
         """Write one request; returns the time its bytes went to the socket. `self.fut` resolves to the final
-        object or fails with a `Failure`."""
+        object or fails with a `Failure`. `sse`: the answer is server-sent events (the OpenAI APIs)."""
         loop = asyncio.get_running_loop()
         self._reset()
+        self._sse = SseDecoder() if sse else None
         self._times = times
         self.fut = loop.create_future()
         if timeout is not None:
@@ -148,7 +151,13 @@ class WireConnection(asyncio.Protocol):
             if self._keep_alive and not self.closed:
                 self._release()
             return
-        if self._rest.strip():
+        if self._sse is not None:
+            try:
+                self._final = self._sse.end(self._now, self._times)
+            except StreamError as exc:
+                self._fail(Failure(exc.kind, str(exc)))
+                return
+        elif self._rest.strip():
             rest, self._rest = self._rest, b""
             try:
                 final = slow_line(rest, self._now, self._times)
@@ -293,7 +302,13 @@ class WireConnection(asyncio.Protocol):
             if len(self._err) < _ERROR_BODY_CAP:
                 self._err += data
             return
-        self._rest, final = feed_lines(self._rest, data, now, self._times)
+        if self._sse is not None:
+            try:
+                final = self._sse.feed(data, now, self._times)
+            except StreamError as exc:
+                raise Failure(exc.kind, str(exc)) from None
+        else:
+            self._rest, final = feed_lines(self._rest, data, now, self._times)
         if final is not None and self._final is None:
             self._final = final
 
@@ -304,7 +319,8 @@ class WireClient:
 
     kernel_stamps = True
 
-    def __init__(self, base_url: str, timeout: float | None = None, connect_timeout: float | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float | None = None, connect_timeout: float | None = None,
+                 headers: dict[str, str] | None = None, sse: bool = False) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the wire client speaks plain http:// only, not {base_url!r}")
@@ -318,13 +334,16 @@ class WireClient:
         self._all: set[WireConnection] = set()
         self._built: dict[tuple[str, int], tuple[bytes, bytes]] = {}
         self.reads = [0, 0]  # response reads stamped by the kernel / at read time (all connections)
+        self.sse = sse
+        # Extra header lines (validated by `core.bench.apis.parse_headers`: no CR/LF can reach this point).
+        self._extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
 
     @classmethod
-    def for_url(cls, base_url: str, timeout: float | None = None,
-                connect_timeout: float | None = None) -> WireClient | None:
+    def for_url(cls, base_url: str, timeout: float | None = None, connect_timeout: float | None = None,
+                headers: dict[str, str] | None = None, sse: bool = False) -> WireClient | None:
         """A client for `base_url`, or None where it is not plain http:// (use aiohttp there)."""
         try:
-            return cls(base_url, timeout, connect_timeout)
+            return cls(base_url, timeout, connect_timeout, headers, sse)
         except ValueError:
             return None
 
@@ -335,8 +354,8 @@ class WireClient:
         if hit is not None and hit[0] is body:
             return hit[1]
         head = (f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.netloc}\r\nUser-Agent: sollama-bench\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                "Connection: keep-alive\r\n\r\n").encode("latin-1")
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{self._extra}"
+                "Connection: keep-alive\r\n\r\n").encode()
         request = head + body
         self._built[key] = (body, request)
         return request
@@ -366,7 +385,7 @@ class WireClient:
         final object or raises `Failure`."""
         request = self.request_bytes(path, body)
         conn = await self._connection()
-        sent[0] = conn.start(request, times, self.timeout)
+        sent[0] = conn.start(request, times, self.timeout, self.sse)
         fut = conn.fut
         assert fut is not None
         try:

@@ -16,6 +16,7 @@ import aiohttp
 
 from ollama_ops.client.protocol import error_message, out_of_files
 from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
+from ollama_ops.core.bench.sse import SseDecoder, StreamError
 
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
 
@@ -25,9 +26,12 @@ class AiohttpTransport:
 
     kernel_stamps = False
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, headers: dict[str, str] | None = None,
+                 sse: bool = False) -> None:
         self.session = session
         self.reads = [0, 0]
+        self.headers = _HEADERS | (headers or {})
+        self.sse = sse
 
     async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]:
         """POST one request and collect the arrival times of text chunks; returns the final object."""
@@ -45,12 +49,25 @@ class AiohttpTransport:
             raise Failure("disconnect", f"connection broke mid-stream ({type(exc).__name__})") from None
         except aiohttp.ClientError as exc:
             raise Failure("disconnect", f"{type(exc).__name__}: {exc}") from None
+        except StreamError as exc:
+            raise Failure(exc.kind, str(exc)) from None
 
     async def _exchange(self, path: str, body: bytes, times: list[float]) -> dict[str, Any]:
-        async with self.session.post(path, data=body, headers=_HEADERS) as resp:
+        async with self.session.post(path, data=body, headers=self.headers) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
                 raise Failure(status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")
+            if self.sse:
+                decoder = SseDecoder()
+                async for data in resp.content.iter_any():
+                    self.reads[1] += 1
+                    final = decoder.feed(data, time.perf_counter(), times)
+                    if final is not None:
+                        return final
+                final = decoder.end(time.perf_counter(), times)
+                if final is not None:
+                    return final
+                raise Failure("disconnect", "the stream ended before its final chunk")
             rest = b""
             async for data in resp.content.iter_any():
                 self.reads[1] += 1

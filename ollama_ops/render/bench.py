@@ -43,6 +43,21 @@ def render_bench(console: Console, result: Any) -> None:
         ("clock", "chunk arrivals: " + ("kernel receive timestamps" if result.arrival_clock == "kernel"
                                         else f"event loop read time ({result.arrival_clock})")),
     ]
+    syn = result.synthetic
+    if syn is not None:
+        rows.append(("synthetic", f"prompt {syn.prompt_tokens} tokens (+ prefix {syn.prefix_tokens})"
+                                  + (f", output {syn.output_tokens}" if syn.output_tokens else "")
+                                  + f"; {syn.prompts} prompts, server adds {syn.overhead_tokens:g} tokens, "
+                                  f"{syn.tokens_per_word:g} tok/word, {syn.probes} probes"
+                                  + ("" if syn.exact else " (corrected one by one)")))
+    lengths = result.lengths
+    if lengths is not None:
+        for label, asked, got in (("prompt len", lengths.prompt_requested, lengths.prompt_achieved),
+                                  ("output len", lengths.output_requested, lengths.output_achieved)):
+            if asked is not None and got is not None:
+                rows.append((label, f"requested mean {asked.mean:.1f} (p50 {asked.p50:g}, max {asked.max:g}) · "
+                                    f"achieved mean {got.mean:.1f} (p50 {got.p50:g}, min {got.min:g}, "
+                                    f"max {got.max:g}) by the server's count"))
     if s.slo:
         slo = ", ".join(f"{k}≤{format_seconds(v)}" for k, v in s.slo.items())
         rows.append(("SLO", f"{slo}: attainment {_pct(s.slo_attainment)}, goodput {s.goodput or 0:.2f} req/s"))
@@ -71,6 +86,8 @@ def render_bench(console: Console, result: Any) -> None:
         for label, sec, share in b.rows():
             parts.add_row(label, _ms(sec), _pct(share))
         console.print(parts)
+    elif result.breakdown_absent:
+        console.print(Text(f"server breakdown: {result.breakdown_absent}"))
 
     if result.sweep is not None:
         render_sweep(console, result.sweep)

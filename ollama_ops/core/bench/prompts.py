@@ -121,10 +121,14 @@ _LONG = [f"{passage}\n\n{task}" for passage in _PASSAGES for task in _TASKS]
 
 @dataclass(frozen=True)
 class PromptItem:
-    """One prompt: a plain prompt (generate, or one user message for chat) or a full chat message list."""
+    """One prompt: a plain prompt (generate, or one user message for chat) or a full chat message list.
+    A synthetic prompt also carries its own output length (`max_tokens`, over the run's) and the prompt length it
+    was made for (`prompt_tokens`, the server's count), to check the answers against."""
 
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
+    max_tokens: int | None = None
+    prompt_tokens: int | None = None
 
 
 def builtin_prompts(name: str) -> list[PromptItem]:
@@ -170,8 +174,14 @@ def parse_prompt_file(text: str, name: str = "prompts") -> list[PromptItem]:
 
 def request_body(item: PromptItem, *, model: str, api: str, max_tokens: int | None,
                  options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON body of one streamed /api/generate or /api/chat request. Raises ValueError when a chat message
-    list is used with the generate API."""
+    """The JSON body of one streamed request of `api` (`apis.API_PATHS`). Raises ValueError when a chat message
+    list is used with a completion API, or an option cannot be sent."""
+    from ollama_ops.core.bench.apis import is_openai, openai_body
+
+    if is_openai(api):
+        return openai_body(model=model, api=api, prompt=item.prompt,
+                           messages=list(item.messages) if item.messages else None, max_tokens=max_tokens,
+                           options=options)
     opts = dict(options or {})
     if max_tokens is not None:
         opts["num_predict"] = max_tokens
@@ -202,21 +212,37 @@ class PayloadPlan:
     """Which pre-serialized body request i sends: a seeded choice computed from (seed, i), so the plan is
     reproducible and holds no per-request state however long the run."""
 
-    def __init__(self, bodies: list[bytes], seed: int | None = 0) -> None:
+    def __init__(self, bodies: list[bytes], seed: int | None = 0,
+                 targets: list[tuple[int | None, int | None]] | None = None) -> None:
         if not bodies:
             raise ValueError("no request bodies")
         self.bodies = bodies
+        # per body: (output tokens asked, prompt tokens requested), None where not fixed
+        self.targets = targets or [(None, None)] * len(bodies)
+        self.sequential = False  # request i sends body i mod n (synthetic prompts: each one distinct)
         self._seed = random.SystemRandom().getrandbits(64) if seed is None else seed & _MASK64
+
+    def pick(self, i: int) -> int:
+        """Which body request `i` (0-based, warm-up requests included) sends."""
+        if self.sequential:
+            return i % len(self.bodies)
+        # SplitMix64's i-th output: mix(seed + i·γ) (γ is added once more inside _splitmix64)
+        return _splitmix64((self._seed + i * 0x9E3779B97F4A7C15) & _MASK64) % len(self.bodies)
 
     def body(self, i: int) -> bytes:
         """The body of request `i` (0-based, warm-up requests included)."""
-        # SplitMix64's i-th output: mix(seed + i·γ) (γ is added once more inside _splitmix64)
-        return self.bodies[_splitmix64((self._seed + i * 0x9E3779B97F4A7C15) & _MASK64) % len(self.bodies)]
+        return self.bodies[self.pick(i)]
 
 
 def plan_payloads(items: list[PromptItem], *, model: str, api: str, max_tokens: int | None,
                   options: dict[str, Any] | None = None, seed: int | None = 0) -> PayloadPlan:
     """Serialize every prompt once and fix the seeded order in which requests use them."""
-    bodies = [json.dumps(request_body(item, model=model, api=api, max_tokens=max_tokens, options=options),
-                         ensure_ascii=False, separators=(",", ":")).encode() for item in items]
-    return PayloadPlan(bodies, seed)
+    bodies, targets = [], []
+    for item in items:
+        asked = item.max_tokens or max_tokens
+        if asked is None and options and isinstance(options.get("num_predict"), int):
+            asked = options["num_predict"]
+        bodies.append(json.dumps(request_body(item, model=model, api=api, max_tokens=asked, options=options),
+                                 ensure_ascii=False, separators=(",", ":")).encode())
+        targets.append((asked, item.prompt_tokens))
+    return PayloadPlan(bodies, seed, targets)

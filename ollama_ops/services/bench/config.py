@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ollama_ops.core.bench.apis import APIS, header_names
 from ollama_ops.core.bench.gate import FailureBudget
 from ollama_ops.core.bench.load import Arrival, LoadSpec
 from ollama_ops.core.bench.metrics import SLO
 from ollama_ops.core.bench.prompts import BUILTIN_SETS, PromptItem, builtin_prompts, parse_prompt_file
+from ollama_ops.core.bench.synthetic import LengthSpec
 from ollama_ops.errors import UsageError
 
-Api = Literal["generate", "chat"]
+Api = Literal["generate", "chat", "openai-chat", "openai-completions"]
+MAX_PREFIX_TOKENS = 1 << 20
 
 
 @dataclass
@@ -35,6 +38,14 @@ class BenchConfig:
     sweep_max: int = 64  # highest concurrency (or rate multiple) a sweep tries
     store_path: str | Path | None = None
     max_failures: FailureBudget = field(default_factory=FailureBudget)  # beyond it the run fails (exit 1)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # values may be secrets: never stored
+    prompt_tokens: LengthSpec | None = None  # a synthetic workload when set
+    output_tokens: LengthSpec | None = None
+    prefix_tokens: int = 0
+
+    @property
+    def synthetic(self) -> bool:
+        return self.prompt_tokens is not None
 
 
 def load_prompts(spec: str) -> list[PromptItem]:
@@ -60,7 +71,11 @@ def load_settings(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
             "arrival": spec.arrival if spec.open_loop else None, "max_concurrency": spec.max_concurrency,
             "requests": spec.requests, "duration": spec.duration, "warmup": spec.warmup,
             "max_tokens": config.max_tokens, "prompts": config.prompts, "seed": spec.seed,
-            "options": dict(config.options), "timeout": config.timeout}
+            "options": dict(config.options), "timeout": config.timeout,
+            **({"headers": header_names(config.headers)} if config.headers else {}),
+            **({"prompt_tokens": config.prompt_tokens.describe(), "prefix_tokens": config.prefix_tokens,
+                "output_tokens": config.output_tokens.describe() if config.output_tokens else None,
+                "prompts": "synthetic"} if config.prompt_tokens else {})}
 
 
 def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,
@@ -69,7 +84,9 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
                  api: str | None = None, prompts: str | None = None, max_tokens: int | None = None,
                  options: list[str] | None = None, slo: str | None = None, timeout: float | None = None,
                  label: str | None = None, sweep: bool = False, sweep_max: int = 64,
-                 max_failures: str | None = None) -> BenchConfig:
+                 max_failures: str | None = None, headers: list[str] | None = None, api_key: str | None = None,
+                 prompt_tokens: str | None = None, output_tokens: str | None = None,
+                 prefix_tokens: int | None = None) -> BenchConfig:
     """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
     from ollama_ops.core.bench.arrivals import ARRIVALS
     from ollama_ops.core.bench.gate import parse_max_failures
@@ -78,6 +95,15 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
     from ollama_ops.core.options import check_flag_values, duration_seconds, parse_options
 
     b = settings.bench
+    if api is not None and api not in APIS:
+        raise UsageError(f"--api must be one of {' | '.join(APIS)}, got {api!r}")
+    synthetic = _synthetic(prompt_tokens, output_tokens, prefix_tokens, prompts, max_tokens)
+    from ollama_ops.core.bench.apis import parse_headers
+
+    try:
+        extra_headers = parse_headers(headers, api_key)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if rate is not None and concurrency is not None:
         raise UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other",
                          hint="cap an open loop with --max-concurrency")
@@ -104,6 +130,30 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
     address = parse_host(settings.server.host)
     return BenchConfig(model=model, base_url=address.base_url, host=address.base_url.split("://", 1)[-1],
                        load=spec, api=cast(Api, api or b.api), prompts=prompts or b.prompts,
-                       max_tokens=max_tokens or b.max_tokens, options=parse_options(options), slo=objectives,
+                       max_tokens=None if synthetic.get("output_tokens") else (max_tokens or b.max_tokens),
+                       options=parse_options(options), slo=objectives,
                        timeout=timeout or b.timeout, connect_timeout=settings.client.connect_timeout, label=label,
-                       sweep=sweep, sweep_max=sweep_max, max_failures=budget)
+                       sweep=sweep, sweep_max=sweep_max, max_failures=budget, headers=extra_headers, **synthetic)
+
+
+def _synthetic(prompt_tokens: str | None, output_tokens: str | None, prefix_tokens: int | None,
+               prompts: str | None, max_tokens: int | None) -> dict[str, Any]:
+    """--prompt-tokens / --output-tokens / --prefix-tokens → BenchConfig fields (UsageError when they clash)."""
+    from ollama_ops.core.bench.synthetic import parse_length
+
+    if prompt_tokens is None:
+        if output_tokens is not None or prefix_tokens:
+            raise UsageError("--output-tokens and --prefix-tokens shape a synthetic workload: add --prompt-tokens")
+        return {}
+    if prompts is not None:
+        raise UsageError("--prompt-tokens (synthetic prompts) and --prompts exclude each other")
+    if output_tokens is not None and max_tokens is not None:
+        raise UsageError("--output-tokens and --max-tokens exclude each other")
+    if prefix_tokens is not None and not 0 <= prefix_tokens <= MAX_PREFIX_TOKENS:
+        raise UsageError(f"--prefix-tokens must be between 0 and {MAX_PREFIX_TOKENS}, got {prefix_tokens}")
+    try:
+        return {"prompt_tokens": parse_length(prompt_tokens, "--prompt-tokens"),
+                "output_tokens": None if output_tokens is None else parse_length(output_tokens, "--output-tokens"),
+                "prefix_tokens": prefix_tokens or 0}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

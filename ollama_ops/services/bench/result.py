@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ollama_ops.core.bench.lengths import LengthReport
 from ollama_ops.core.bench.metrics import BenchSummary
 from ollama_ops.core.bench.sweep import SweepResult
 from ollama_ops.errors import Interrupted, RunFailed, SollamaError
@@ -56,6 +57,9 @@ class BenchResult:
     stop_reason: str | None = None
     arrival_clock: str = "kernel"  # how chunk arrivals were clocked: kernel | event loop | mixed (N% kernel)
     sweep: SweepResult | None = None
+    lengths: LengthReport | None = None  # requested vs achieved token counts (server's count)
+    synthetic: Any = None  # services.bench.synthetic.SyntheticInfo of a synthetic workload
+    breakdown_absent: str | None = None  # why there is no server breakdown (the OpenAI APIs give no timings)
     database: str = ""
     max_failures: str = "0"  # the failure budget the run was judged by (`--max-failures`)
     failure: str | None = None  # why the run fails as a CI step (None: it passed); a sweep: its first such step

@@ -19,7 +19,9 @@ from typing import Any
 
 from ollama_ops import __version__
 from ollama_ops.client.transport import Transport
+from ollama_ops.core.bench.apis import API_PATHS, NO_BREAKDOWN, is_openai
 from ollama_ops.core.bench.gate import run_failure
+from ollama_ops.core.bench.lengths import length_warnings
 from ollama_ops.core.bench.load import LoadSpec
 from ollama_ops.core.bench.metrics import MetricsAccumulator
 from ollama_ops.core.bench.prompts import PayloadPlan, plan_payloads
@@ -99,14 +101,16 @@ class _Sink:
 
 def run_bench(config: BenchConfig, on_progress: Callable[[Progress], None] | None = None) -> BenchResult:
     """Run the bench (one run or a sweep) and return its result; never prints."""
-    if config.api not in ("generate", "chat"):
-        raise UsageError(f"--api must be generate or chat, got {config.api!r}")
-    items = load_prompts(config.prompts)
-    try:
-        plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
-                             options=config.options, seed=config.load.seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    if config.api not in API_PATHS:
+        raise UsageError(f"--api must be one of {' | '.join(API_PATHS)}, got {config.api!r}")
+    plan = None
+    if not config.synthetic:
+        items = load_prompts(config.prompts)
+        try:
+            plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
+                                 options=config.options, seed=config.load.seed)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     _make_room_for_connections(config)
     return asyncio.run(_main(config, plan, on_progress))
 
@@ -125,7 +129,7 @@ def _make_room_for_connections(config: BenchConfig) -> None:
         ensure_open_files(most, flag="--sweep-max" if config.sweep and most > load.concurrency else "--concurrency")
 
 
-async def _main(config: BenchConfig, plan: PayloadPlan,
+async def _main(config: BenchConfig, plan: PayloadPlan | None,
                 on_progress: Callable[[Progress], None] | None) -> BenchResult:
     from ollama_ops.edges.store import Store
 
@@ -134,9 +138,17 @@ async def _main(config: BenchConfig, plan: PayloadPlan,
         facts = await preflight(session, config.model, config.base_url)
         transport = open_transport(config, session)
         try:
+            if plan is None:
+                from ollama_ops.services.bench.synthetic import synthetic_plan
+
+                spec = config.load
+                total = None if spec.duration is not None or config.sweep else (spec.requests or 0) + spec.warmup
+                plan, facts["synthetic"] = await synthetic_plan(config, transport, API_PATHS[config.api], total)
+            assert plan is not None
+            the_plan = plan
             with Store(config.store_path) as store:
                 async def step(spec: LoadSpec, sweep_id: str | None = None, i: int | None = None) -> BenchResult:
-                    return await _one_run(config, spec, transport, store, plan, facts, system, on_progress,
+                    return await _one_run(config, spec, transport, store, the_plan, facts, system, on_progress,
                                           sweep_id, i)
 
                 if not config.sweep:
@@ -155,7 +167,7 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
                    sollama_version=__version__, system=system, sweep_id=sweep_id, sweep_step=step)
     run_id = store.create_run(meta)
     acc = MetricsAccumulator(config.slo)
-    path = "/api/chat" if config.api == "chat" else "/api/generate"
+    path = API_PATHS[config.api]
     runner: Runner | None = None
     phase = _Phase("warmup", time.perf_counter(), spec.warmup)
     step_text = "" if step is None else (f"step {step + 1}: " + (f"rate {spec.rate:g}/s" if spec.open_loop
@@ -199,6 +211,8 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
         warnings.append(f"chunk arrivals were clocked when the event loop read them ({clock}): with up to "
                         f"{runner.peak_in_flight} requests in flight, TTFT and ITL include the client's own backlog "
                         "(~1-2 ms at 32)")
+    lengths = runner.lengths.result()
+    warnings.extend(length_warnings(lengths, config.api))
     wait = summary.breakdown.wait_share if summary.breakdown else 0.0
     if wait >= SLOT_WAIT_SHARE:
         warnings.append(f"requests spent {wait:.0%} of their time (median) waiting for a runner slot: the load exceeds "
@@ -206,14 +220,19 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
     stopped = "the server stopped answering" if runner.stop_reason == "server unreachable" else runner.stop_reason
     failure = (run_failure(summary.requests_ok, summary.requests_failed, summary.errors, config.max_failures)
                if status == "completed" else None if status == "interrupted" else stopped)
-    store.finish_run(run_id, status, dataclasses.asdict(summary) | {"arrival_clock": clock})
+    synthetic = facts.get("synthetic")
+    extra = {"arrival_clock": clock, "lengths": dataclasses.asdict(lengths)}
+    if synthetic is not None:
+        extra["synthetic"] = dataclasses.asdict(synthetic)
+    store.finish_run(run_id, status, dataclasses.asdict(summary) | extra)
     send_s, ttft_s, e2el_s = acc.chart_series()
     series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
                        arrival_clock=clock, database=str(store.path), max_failures=str(config.max_failures),
-                       failure=failure, series=series)
+                       failure=failure, series=series, lengths=lengths, synthetic=synthetic,
+                       breakdown_absent=NO_BREAKDOWN if is_openai(config.api) else None)
 
 
 @dataclass

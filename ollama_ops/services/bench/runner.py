@@ -18,6 +18,7 @@ from typing import Any
 
 from ollama_ops.client.transport import Failure, Transport
 from ollama_ops.core.bench.arrivals import arrival_offsets
+from ollama_ops.core.bench.lengths import LengthCheck
 from ollama_ops.core.bench.load import LoadSpec
 from ollama_ops.core.bench.metrics import queue_overhead, request_latencies
 from ollama_ops.core.bench.prompts import PayloadPlan
@@ -53,6 +54,7 @@ class Runner:
         self._phase: asyncio.Task[Any] | None = None
         self._loop = asyncio.get_running_loop()  # a Runner is made inside the loop it runs on
         self.sink_error: Exception | None = None
+        self.lengths = LengthCheck()  # asked vs returned token counts of the measured requests
 
     # -- control ----------------------------------------------------------------------------------------------
 
@@ -147,7 +149,8 @@ class Runner:
 
     async def one(self, idx: int, warmup: bool) -> None:
         """Send request `idx`, time it, and hand its record to the sink (failures included)."""
-        body = self.plan.body(idx)
+        pick = self.plan.pick(idx)
+        body = self.plan.bodies[pick]
         times: list[float] = []
         final: dict[str, Any] | None = None
         error: Failure | None = None
@@ -179,12 +182,16 @@ class Runner:
         if not warmup:
             self.last_end = end
         # Bookkeeping runs on the next loop turn, off the critical path: the worker sends its next request first.
-        self._loop.call_soon(self._finish, idx, warmup, sent[0], times, final, error)
+        self._loop.call_soon(self._finish, idx, pick, warmup, sent[0], times, final, error)
 
-    def _finish(self, idx: int, warmup: bool, send: float, times: list[float], final: dict[str, Any] | None,
-                error: Failure | None) -> None:
+    def _finish(self, idx: int, pick: int, warmup: bool, send: float, times: list[float],
+                final: dict[str, Any] | None, error: Failure | None) -> None:
         try:
-            self.sink(self._record(idx, warmup, send, times, final, error))
+            record = self._record(idx, warmup, send, times, final, error)
+            if record.ok and not warmup and record.output_tokens_source == "server":
+                asked, prompt = self.plan.targets[pick]
+                self.lengths.add(asked, record.output_tokens, prompt, record.prompt_tokens or None)
+            self.sink(record)
         except Exception as exc:  # noqa: BLE001 - e.g. the store failed: end the run, re-raised by run_phase
             if self.sink_error is None:
                 self.sink_error = exc

@@ -26,7 +26,8 @@ async def open_session(config: Any) -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
     async with aiohttp.ClientSession(config.base_url, connector=connector, timeout=timeout,
-                                     auto_decompress=False, skip_auto_headers=("Accept-Encoding",)) as session:
+                                     auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+                                     headers=getattr(config, "headers", None) or None) as session:
         yield session
 
 
@@ -57,8 +58,12 @@ async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> di
 def open_transport(config: Any, session: aiohttp.ClientSession) -> Transport:
     """The raw wire client for a plain http:// server (kernel-clocked chunks); the aiohttp path over `session`
     for anything else (https://)."""
-    client = WireClient.for_url(config.base_url, config.timeout, config.connect_timeout)
-    return client if client is not None else AiohttpTransport(session)
+    from ollama_ops.core.bench.apis import is_openai
+
+    sse = is_openai(config.api)
+    client = WireClient.for_url(config.base_url, config.timeout, config.connect_timeout, config.headers, sse)
+    # the session already sends config.headers with every request
+    return client if client is not None else AiohttpTransport(session, sse=sse)
 
 
 def _cpu_model() -> str:
