@@ -57,6 +57,15 @@ def bench(
     prefix_tokens: Annotated[int | None, typer.Option("--prefix-tokens", rich_help_panel=_REQ,
                                                       help="A shared prefix of N tokens before every synthetic "
                                                            "prompt (prefix caching).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", metavar="FILE", rich_help_panel=_REQ,
+                                                help="JSONL conversations (prompt or multi-turn messages): turns "
+                                                     "in order, conversations in parallel; TTFT per turn.")] = None,
+    trace: Annotated[str | None, typer.Option("--trace", metavar="FILE", rich_help_panel=_LOAD,
+                                              help="Replay JSONL requests (timestamp + prompt_tokens/"
+                                                   "output_tokens or prompt/messages) on their own timeline.")
+                     ] = None,
+    speed: Annotated[float | None, typer.Option("--speed", rich_help_panel=_LOAD,
+                                                help="Time-scale a --trace (2 = twice as fast).")] = None,
     prompts: Annotated[str | None, typer.Option("--prompts", "-p", rich_help_panel=_REQ,
                                                 help="short | medium | long, or a file (text lines or JSONL "
                                                      "with prompt/messages).")] = None,
@@ -103,7 +112,7 @@ def bench(
                           seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
                           timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max, max_failures=max_failures,
                           headers=header, api_key=api_key, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                          prefix_tokens=prefix_tokens)
+                          prefix_tokens=prefix_tokens, dataset=dataset, trace=trace, speed=speed)
     if html is not None:
         from ollama_ops.services.html_report import check_target
 

@@ -88,6 +88,7 @@ FLAG_BOUNDS: dict[str, Bound] = {
     "bench --warmup": Bound(0, 10**6),
     "bench --seed": Bound(0, 2**63 - 1),
     "bench --prefix-tokens": Bound(0, 2**20, why="a million tokens"),
+    "bench --speed": Bound(0, 1000, above=True),
     "report --last": Bound(0, INT32_MAX),
     "report --threshold": Bound(0, 1000, why="as report.threshold"),
     "serve --slots": Bound(1, 1024, why="as gateway.slots"),

@@ -58,6 +58,10 @@ def render_bench(console: Console, result: Any) -> None:
                 rows.append((label, f"requested mean {asked.mean:.1f} (p50 {asked.p50:g}, max {asked.max:g}) · "
                                     f"achieved mean {got.mean:.1f} (p50 {got.p50:g}, min {got.min:g}, "
                                     f"max {got.max:g}) by the server's count"))
+    lag = result.send_lag
+    if lag is not None:
+        rows.append(("send lag", f"socket write − scheduled send: p50 {_ms(lag.p50)} ms, p99 {_ms(lag.p99)} ms, "
+                                 f"max {_ms(lag.max)} ms"))
     if s.slo:
         slo = ", ".join(f"{k}≤{format_seconds(v)}" for k, v in s.slo.items())
         rows.append(("SLO", f"{slo}: attainment {_pct(s.slo_attainment)}, goodput {s.goodput or 0:.2f} req/s"))
@@ -77,6 +81,14 @@ def render_bench(console: Console, result: Any) -> None:
         table.add_row(name.upper(), str(d.n), _ms(d.mean), _ms(d.p50), _ms(d.p90), _ms(d.p95), _ms(d.p99),
                       _ms(d.max))
     console.print(table)
+
+    if result.turns:
+        turns = Table(title="TTFT by conversation turn (ms)", title_justify="left")
+        for col in ("turn", "n", "p50", "p90"):
+            turns.add_column(col, justify="right")
+        for t in result.turns:
+            turns.add_row(str(t.turn), str(t.n), _ms(t.ttft_p50), _ms(t.ttft_p90))
+        console.print(turns)
 
     b = s.breakdown
     if b is not None:

@@ -220,6 +220,8 @@ class PayloadPlan:
         # per body: (output tokens asked, prompt tokens requested), None where not fixed
         self.targets = targets or [(None, None)] * len(bodies)
         self.sequential = False  # request i sends body i mod n (synthetic prompts: each one distinct)
+        self.offsets: list[float] | None = None  # a trace: request k of the measured phase goes at offsets[k]
+        self.conversations: list[list[int]] | None = None  # a dataset: each conversation's bodies, turn by turn
         self._seed = random.SystemRandom().getrandbits(64) if seed is None else seed & _MASK64
 
     def pick(self, i: int) -> int:

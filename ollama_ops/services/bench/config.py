@@ -42,6 +42,11 @@ class BenchConfig:
     prompt_tokens: LengthSpec | None = None  # a synthetic workload when set
     output_tokens: LengthSpec | None = None
     prefix_tokens: int = 0
+    dataset: list[list[PromptItem]] | None = field(default=None, repr=False)  # conversations, turns in order
+    dataset_name: str | None = None
+    trace: list[Any] | None = field(default=None, repr=False)  # core.bench.workload.TraceEntry
+    trace_name: str | None = None
+    speed: float = 1.0
 
     @property
     def synthetic(self) -> bool:
@@ -75,7 +80,9 @@ def load_settings(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
             **({"headers": header_names(config.headers)} if config.headers else {}),
             **({"prompt_tokens": config.prompt_tokens.describe(), "prefix_tokens": config.prefix_tokens,
                 "output_tokens": config.output_tokens.describe() if config.output_tokens else None,
-                "prompts": "synthetic"} if config.prompt_tokens else {})}
+                "prompts": "synthetic"} if config.prompt_tokens else {}),
+            **({"prompts": f"dataset:{config.dataset_name}"} if config.dataset is not None else {}),
+            **({"prompts": f"trace:{config.trace_name}", "speed": config.speed} if config.trace is not None else {})}
 
 
 def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,
@@ -86,7 +93,8 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
                  label: str | None = None, sweep: bool = False, sweep_max: int = 64,
                  max_failures: str | None = None, headers: list[str] | None = None, api_key: str | None = None,
                  prompt_tokens: str | None = None, output_tokens: str | None = None,
-                 prefix_tokens: int | None = None) -> BenchConfig:
+                 prefix_tokens: int | None = None, dataset: str | None = None, trace: str | None = None,
+                 speed: float | None = None) -> BenchConfig:
     """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
     from ollama_ops.core.bench.arrivals import ARRIVALS
     from ollama_ops.core.bench.gate import parse_max_failures
@@ -98,6 +106,10 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
     if api is not None and api not in APIS:
         raise UsageError(f"--api must be one of {' | '.join(APIS)}, got {api!r}")
     synthetic = _synthetic(prompt_tokens, output_tokens, prefix_tokens, prompts, max_tokens)
+    recorded = _recorded(dataset, trace, speed, prompts, prompt_tokens, rate, concurrency)
+    if recorded and requests is None and duration is None:
+        requests = recorded.pop("_requests")
+    recorded.pop("_requests", None)
     from ollama_ops.core.bench.apis import parse_headers
 
     try:
@@ -133,7 +145,44 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
                        max_tokens=None if synthetic.get("output_tokens") else (max_tokens or b.max_tokens),
                        options=parse_options(options), slo=objectives,
                        timeout=timeout or b.timeout, connect_timeout=settings.client.connect_timeout, label=label,
-                       sweep=sweep, sweep_max=sweep_max, max_failures=budget, headers=extra_headers, **synthetic)
+                       sweep=sweep, sweep_max=sweep_max, max_failures=budget, headers=extra_headers, **synthetic,
+                       **recorded)
+
+
+def _recorded(dataset: str | None, trace: str | None, speed: float | None, prompts: str | None,
+              prompt_tokens: str | None, rate: float | None, concurrency: int | None) -> dict[str, Any]:
+    """--dataset / --trace FILE (read safely, parsed, validated) → BenchConfig fields, plus `_requests`: how many
+    requests replay the file once."""
+    from ollama_ops.core.bench.workload import parse_dataset, parse_trace
+    from ollama_ops.edges.textfile import read_text_file
+
+    if speed is not None and trace is None:
+        raise UsageError("--speed scales a --trace timeline: add --trace FILE")
+    if dataset is None and trace is None:
+        return {}
+    flag = "--dataset" if dataset is not None else "--trace"
+    if dataset is not None and trace is not None:
+        raise UsageError("--dataset and --trace exclude each other")
+    for other, given in (("--prompts", prompts), ("--prompt-tokens", prompt_tokens), ("--rate", rate)):
+        if given is not None:
+            raise UsageError(f"{flag} and {other} exclude each other"
+                             + (" (a trace is replayed on its own timeline)" if other == "--rate" else ""))
+    if trace is not None and concurrency is not None:
+        raise UsageError("--trace replays requests on their own timeline: cap it with --max-concurrency, "
+                         "not --concurrency")
+    if speed is not None and not (0 < speed <= 1000 and speed == speed):
+        raise UsageError(f"--speed must be greater than 0 and at most 1000, got {speed:g}")
+    path = Path(dataset or trace or "").expanduser()
+    text = read_text_file(path, what=f"{flag} file", error=UsageError)
+    try:
+        if dataset is not None:
+            conversations = parse_dataset(text, path.name)
+            return {"dataset": conversations, "dataset_name": path.name,
+                    "_requests": sum(len(c) for c in conversations)}
+        entries = parse_trace(text, path.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {"trace": entries, "trace_name": path.name, "speed": speed or 1.0, "_requests": len(entries)}
 
 
 def _synthetic(prompt_tokens: str | None, output_tokens: str | None, prefix_tokens: int | None,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ollama_ops.core.bench.lengths import LengthReport
 from ollama_ops.core.bench.metrics import BenchSummary
 from ollama_ops.core.bench.sweep import SweepResult
+from ollama_ops.core.stats import Distribution
 from ollama_ops.errors import Interrupted, RunFailed, SollamaError
 
 RunStatus = Literal["completed", "interrupted", "failed"]
@@ -40,6 +41,17 @@ class BenchSeries:
 
 
 @dataclass
+class TurnStat:
+    """TTFT of the n-th turn of every conversation (1-based): a prefix cache shows as later turns starting sooner
+    than their longer prompts would say."""
+
+    turn: int
+    n: int
+    ttft_p50: float
+    ttft_p90: float
+
+
+@dataclass
 class BenchResult:
     """One bench run (for a sweep: its last step, with the sweep's steps and knee)."""
 
@@ -59,6 +71,8 @@ class BenchResult:
     sweep: SweepResult | None = None
     lengths: LengthReport | None = None  # requested vs achieved token counts (server's count)
     synthetic: Any = None  # services.bench.synthetic.SyntheticInfo of a synthetic workload
+    send_lag: Distribution | None = None  # open loop / trace: socket write − scheduled send time (seconds)
+    turns: list[TurnStat] = field(default_factory=list)  # a --dataset run: TTFT by turn
     breakdown_absent: str | None = None  # why there is no server breakdown (the OpenAI APIs give no timings)
     database: str = ""
     max_failures: str = "0"  # the failure budget the run was judged by (`--max-failures`)

@@ -28,7 +28,7 @@ from ollama_ops.core.bench.prompts import PayloadPlan, plan_payloads
 from ollama_ops.core.bench.records import RequestRecord, RunMeta
 from ollama_ops.errors import UsageError
 from ollama_ops.services.bench.config import BenchConfig, load_prompts, load_settings
-from ollama_ops.services.bench.result import BenchResult, BenchSeries, Phase, Progress, RunStatus
+from ollama_ops.services.bench.result import BenchResult, BenchSeries, Phase, Progress, RunStatus, TurnStat
 from ollama_ops.services.bench.runner import OUT_OF_FILES, Runner
 from ollama_ops.services.bench.session import open_session, open_transport, preflight, system_facts
 from ollama_ops.services.bench.sweep import run_sweep
@@ -104,13 +104,20 @@ def run_bench(config: BenchConfig, on_progress: Callable[[Progress], None] | Non
     if config.api not in API_PATHS:
         raise UsageError(f"--api must be one of {' | '.join(API_PATHS)}, got {config.api!r}")
     plan = None
-    if not config.synthetic:
-        items = load_prompts(config.prompts)
+    if not config.synthetic and config.trace is None:
+        conversations = config.dataset
+        items = load_prompts(config.prompts) if conversations is None else [t for c in conversations for t in c]
         try:
             plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
                                  options=config.options, seed=config.load.seed)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if conversations is not None:
+            first = 0
+            plan.conversations = []
+            for turns in conversations:
+                plan.conversations.append(list(range(first, first + len(turns))))
+                first += len(turns)
     _make_room_for_connections(config)
     return asyncio.run(_main(config, plan, on_progress))
 
@@ -138,7 +145,11 @@ async def _main(config: BenchConfig, plan: PayloadPlan | None,
         facts = await preflight(session, config.model, config.base_url)
         transport = open_transport(config, session)
         try:
-            if plan is None:
+            if plan is None and config.trace is not None:
+                from ollama_ops.services.bench.synthetic import trace_plan
+
+                plan, facts["synthetic"] = await trace_plan(config, transport, API_PATHS[config.api])
+            elif plan is None:
                 from ollama_ops.services.bench.synthetic import synthetic_plan
 
                 spec = config.load
@@ -212,6 +223,9 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
                         f"{runner.peak_in_flight} requests in flight, TTFT and ITL include the client's own backlog "
                         "(~1-2 ms at 32)")
     lengths = runner.lengths.result()
+    send_lag = runner.send_lag.describe()
+    turns = [TurnStat(turn=t + 1, n=len(q), ttft_p50=q.quantile(50), ttft_p90=q.quantile(90))
+             for t, q in sorted(runner.turn_ttft.items())]
     warnings.extend(length_warnings(lengths, config.api))
     wait = summary.breakdown.wait_share if summary.breakdown else 0.0
     if wait >= SLOT_WAIT_SHARE:
@@ -221,7 +235,9 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
     failure = (run_failure(summary.requests_ok, summary.requests_failed, summary.errors, config.max_failures)
                if status == "completed" else None if status == "interrupted" else stopped)
     synthetic = facts.get("synthetic")
-    extra = {"arrival_clock": clock, "lengths": dataclasses.asdict(lengths)}
+    extra = {"arrival_clock": clock, "lengths": dataclasses.asdict(lengths),
+             "send_lag": None if send_lag is None else dataclasses.asdict(send_lag),
+             "turns": [dataclasses.asdict(t) for t in turns]}
     if synthetic is not None:
         extra["synthetic"] = dataclasses.asdict(synthetic)
     store.finish_run(run_id, status, dataclasses.asdict(summary) | extra)
@@ -231,7 +247,8 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
                        arrival_clock=clock, database=str(store.path), max_failures=str(config.max_failures),
-                       failure=failure, series=series, lengths=lengths, synthetic=synthetic,
+                       failure=failure, series=series, lengths=lengths, synthetic=synthetic, send_lag=send_lag,
+                       turns=turns,
                        breakdown_absent=NO_BREAKDOWN if is_openai(config.api) else None)
 
 

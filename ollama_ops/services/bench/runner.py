@@ -22,10 +22,14 @@ from ollama_ops.core.bench.lengths import LengthCheck
 from ollama_ops.core.bench.load import LoadSpec
 from ollama_ops.core.bench.metrics import queue_overhead, request_latencies
 from ollama_ops.core.bench.prompts import PayloadPlan
+from ollama_ops.core.bench.quantiles import QuantileSketch
 from ollama_ops.core.bench.records import RequestRecord
 from ollama_ops.core.ndjson import NS
 
 DEAD_AFTER_CONNECT_FAILURES = 3
+# asyncio's timers wake up to ~1 ms late (epoll waits in whole ms, and a timer counts as due within the clock's
+# resolution); an open loop / trace sleeps until SPIN_S before a send, then yields loop turns until it is due.
+SPIN_S = 0.002
 OUT_OF_FILES = "out of file descriptors"  # a stop reason: a local limit ended the run (exit 1, not 4)
 
 
@@ -55,6 +59,8 @@ class Runner:
         self._loop = asyncio.get_running_loop()  # a Runner is made inside the loop it runs on
         self.sink_error: Exception | None = None
         self.lengths = LengthCheck()  # asked vs returned token counts of the measured requests
+        self.send_lag = QuantileSketch()  # open loop / trace: actual socket write − scheduled send (seconds)
+        self.turn_ttft: dict[int, QuantileSketch] = {}  # conversations: TTFT by turn (0-based)
 
     # -- control ----------------------------------------------------------------------------------------------
 
@@ -72,8 +78,15 @@ class Runner:
             return
         if not warmup:
             self.first_send = self.last_end = None
-        coro = (self._open(start, spec, count, duration) if spec.open_loop and not warmup
-                else self._closed(start, spec, count, duration, warmup))
+        plan = self.plan
+        if plan.conversations is not None:
+            coro = self._conversations(start, spec, count, duration, warmup)
+        elif plan.offsets is not None and not warmup:
+            coro = self._open(start, spec, count, duration, plan.offsets)
+        elif spec.open_loop and not warmup:
+            coro = self._open(start, spec, count, duration)
+        else:
+            coro = self._closed(start, spec, count, duration, warmup)
         self._phase = asyncio.ensure_future(coro)
         try:
             await self._phase
@@ -116,27 +129,68 @@ class Runner:
 
         await asyncio.gather(*(worker() for _ in range(max(1, workers))))
 
-    async def _open(self, start: int, spec: LoadSpec, count: int | None, duration: float | None) -> None:
-        assert spec.rate is not None
+    async def _conversations(self, start: int, spec: LoadSpec, count: int | None, duration: float | None,
+                             warmup: bool) -> None:
+        """Conversations in parallel (one per worker at a time), the turns of each in order: a turn is sent only
+        when the one before it has ended. Stops taking turns after `count` requests or `duration`."""
+        conversations = self.plan.conversations
+        assert conversations is not None
+        end = None if count is None else start + count
+        deadline = None if duration is None else time.perf_counter() + duration
+        next_idx, next_conv = start, 0
+        workers = spec.concurrency
+
+        def more() -> bool:
+            return (self.stop_reason is None and (end is None or next_idx < end)
+                    and (deadline is None or time.perf_counter() < deadline))
+
+        async def worker() -> None:
+            nonlocal next_idx, next_conv
+            while more():
+                turns = conversations[next_conv % len(conversations)]
+                next_conv += 1
+                for turn, pick in enumerate(turns):
+                    if not more():
+                        return
+                    idx = next_idx
+                    next_idx += 1
+                    await self.one(idx, warmup, pick=pick, turn=turn)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+
+    async def _open(self, start: int, spec: LoadSpec, count: int | None, duration: float | None,
+                    offsets: list[float] | None = None) -> None:
+        """Requests on a timeline: seeded arrivals at `spec.rate`, or a trace's own `offsets` (request k sends the
+        trace's k-th body)."""
         gate = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
         tasks: set[asyncio.Task[None]] = set()
+        trace = offsets is not None
 
-        async def gated(idx: int) -> None:
+        async def gated(idx: int, due: float, k: int) -> None:
+            pick = k if trace else None
             if gate is None:
-                await self.one(idx, False)
+                await self.one(idx, False, pick=pick, due=due)
                 return
             async with gate:
-                await self.one(idx, False)
+                await self.one(idx, False, pick=pick, due=due)
 
+        if offsets is None:
+            assert spec.rate is not None
+            timeline = arrival_offsets(spec.rate, spec.arrival, spec.seed)
+        else:
+            timeline = iter(offsets)
         t0 = time.perf_counter()
         try:
-            for k, offset in enumerate(arrival_offsets(spec.rate, spec.arrival, spec.seed)):
+            for k, offset in enumerate(timeline):
                 if (count is not None and k >= count) or (duration is not None and offset >= duration):
                     break
-                delay = t0 + offset - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.ensure_future(gated(start + k))
+                due = t0 + offset
+                delay = due - time.perf_counter()
+                if delay > SPIN_S:
+                    await asyncio.sleep(delay - SPIN_S)
+                while time.perf_counter() < due:  # the last SPIN_S: yield turn by turn (other streams go on)
+                    await asyncio.sleep(0)
+                task = asyncio.ensure_future(gated(start + k, due, k))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
@@ -147,9 +201,12 @@ class Runner:
 
     # -- one request ------------------------------------------------------------------------------------------
 
-    async def one(self, idx: int, warmup: bool) -> None:
-        """Send request `idx`, time it, and hand its record to the sink (failures included)."""
-        pick = self.plan.pick(idx)
+    async def one(self, idx: int, warmup: bool, pick: int | None = None, turn: int | None = None,
+                  due: float | None = None) -> None:
+        """Send request `idx` (body `pick`, else the plan's choice), time it, and hand its record to the sink
+        (failures included). `turn`: its place in a conversation; `due`: when the timeline wanted it sent."""
+        if pick is None:
+            pick = self.plan.pick(idx)
         body = self.plan.bodies[pick]
         times: list[float] = []
         final: dict[str, Any] | None = None
@@ -182,15 +239,21 @@ class Runner:
         if not warmup:
             self.last_end = end
         # Bookkeeping runs on the next loop turn, off the critical path: the worker sends its next request first.
-        self._loop.call_soon(self._finish, idx, pick, warmup, sent[0], times, final, error)
+        self._loop.call_soon(self._finish, idx, pick, warmup, sent[0], times, final, error, turn, due)
 
     def _finish(self, idx: int, pick: int, warmup: bool, send: float, times: list[float],
-                final: dict[str, Any] | None, error: Failure | None) -> None:
+                final: dict[str, Any] | None, error: Failure | None, turn: int | None = None,
+                due: float | None = None) -> None:
         try:
             record = self._record(idx, warmup, send, times, final, error)
-            if record.ok and not warmup and record.output_tokens_source == "server":
-                asked, prompt = self.plan.targets[pick]
-                self.lengths.add(asked, record.output_tokens, prompt, record.prompt_tokens or None)
+            if not warmup:
+                if due is not None:
+                    self.send_lag.add(send - due)
+                if record.ok and record.output_tokens_source == "server":
+                    asked, prompt = self.plan.targets[pick]
+                    self.lengths.add(asked, record.output_tokens, prompt, record.prompt_tokens or None)
+                if turn is not None and record.ok and record.ttft is not None:
+                    self.turn_ttft.setdefault(turn, QuantileSketch()).add(record.ttft)
             self.sink(record)
         except Exception as exc:  # noqa: BLE001 - e.g. the store failed: end the run, re-raised by run_phase
             if self.sink_error is None:

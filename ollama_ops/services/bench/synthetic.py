@@ -81,41 +81,75 @@ async def synthetic_plan(config: Any, transport: Transport, path: str,
     pool = min(total or POOL_MAX, POOL_MAX)
     targets = [t + config.prefix_tokens for t in sample_lengths(prompt_spec, pool, rng)]
     outputs = sample_lengths(output_spec, pool, rng) if output_spec else [None] * pool
-    probe = _Prober(config, transport, path)
+    items, info = await calibrated_items(config, transport, path, targets, outputs, cap=True)
+    info.prompt_tokens = prompt_spec.describe()
+    info.output_tokens = output_spec.describe() if output_spec else None
+    plan = _plan(config, items)
+    plan.sequential = True
+    return plan, info
 
+
+def _plan(config: Any, items: list[PromptItem]) -> PayloadPlan:
+    try:
+        return plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
+                             options=config.options, seed=config.load.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def calibrated_items(config: Any, transport: Transport, path: str, targets: list[int],
+                           outputs: list[int | None], *, cap: bool) -> tuple[list[PromptItem], SyntheticInfo]:
+    """Prompts of `targets` server tokens each (prefixed by `config.prefix_tokens` of shared text), answers bounded
+    by `outputs`. `cap`: where the fit is not exact, keep only the first CORRECT_MAX prompts (each costs probes)."""
+    seed = config.load.seed or 0
+    prefix_tokens = getattr(config, "prefix_tokens", 0) or 0
+    probe = _Prober(config, transport, path)
     # The fit: two word counts spanning the requested lengths, then a check prompt of a third.
-    top = max(targets)
-    w1, w2 = MIN_FIT_WORDS, max(2 * MIN_FIT_WORDS, top)
+    w1, w2 = MIN_FIT_WORDS, max(2 * MIN_FIT_WORDS, max(targets))
     points = [(w1, await probe.tokens(_text("", seed, -1, w1))), (w2, await probe.tokens(_text("", seed, -2, w2)))]
     fit = fit_tokens(points)
-    prefix_words = round(config.prefix_tokens / fit.per_word)
+    prefix_words = round(prefix_tokens / fit.per_word)
     prefix = word_text(prefix_words, random.Random(f"{seed}:prefix")) if prefix_words else ""
     floor = fit.tokens(prefix_words + 1)
     if min(targets) < floor:
-        raise UsageError(f"--prompt-tokens: the server counts at least {floor:g} tokens for a prompt"
-                         + (f" with a {config.prefix_tokens}-token prefix" if config.prefix_tokens else "")
+        raise UsageError(f"prompt lengths: the server counts at least {floor:g} tokens for a prompt"
+                         + (f" with a {prefix_tokens}-token prefix" if prefix_tokens else "")
                          + f" with --api {config.api} (its template adds {fit.overhead:g}); ask for more")
     mid = (w1 + w2) // 2 + 1
     exact = fit.exact and await probe.tokens(_text("", seed, -3, mid)) == fit.tokens(mid)
-    if not exact:
-        pool = min(pool, CORRECT_MAX)
-        targets, outputs = targets[:pool], outputs[:pool]
+    if not exact and cap:
+        targets, outputs = targets[:CORRECT_MAX], outputs[:CORRECT_MAX]
     items = []
     for k, target in enumerate(targets):
         words = max(1, fit.words_for(target) - prefix_words)
         if not exact:
             words = await _correct(probe, fit, prefix, seed, k, words, target)
         items.append(PromptItem(prompt=_text(prefix, seed, k, words), max_tokens=outputs[k], prompt_tokens=target))
-    try:
-        plan = plan_payloads(items, model=config.model, api=config.api, max_tokens=config.max_tokens,
-                             options=config.options, seed=seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    info = SyntheticInfo(prompt_tokens="", output_tokens=None, prefix_tokens=prefix_tokens, prompts=len(items),
+                         overhead_tokens=fit.overhead, tokens_per_word=fit.per_word, exact=exact,
+                         probes=probe.count)
+    return items, info
+
+
+async def trace_plan(config: Any, transport: Transport, path: str) -> tuple[PayloadPlan, SyntheticInfo | None]:
+    """The plan of a trace replay: request k sends entry k's prompt (a synthetic one calibrated to its length)
+    at its offset divided by `config.speed`."""
+    entries = config.trace
+    items: list[PromptItem | None] = [
+        None if e.item is None else PromptItem(prompt=e.item.prompt, messages=e.item.messages,
+                                               max_tokens=e.output_tokens) for e in entries]
+    synthetic = [k for k, e in enumerate(entries) if e.prompt_tokens is not None]
+    info = None
+    if synthetic:
+        made, info = await calibrated_items(config, transport, path,
+                                            [entries[k].prompt_tokens or 0 for k in synthetic],
+                                            [entries[k].output_tokens for k in synthetic], cap=False)
+        info.prompt_tokens = "trace"
+        for k, item in zip(synthetic, made, strict=True):
+            items[k] = item
+    plan = _plan(config, [i for i in items if i is not None])
     plan.sequential = True
-    info = SyntheticInfo(prompt_tokens=prompt_spec.describe(),
-                         output_tokens=output_spec.describe() if output_spec else None,
-                         prefix_tokens=config.prefix_tokens, prompts=len(items), overhead_tokens=fit.overhead,
-                         tokens_per_word=fit.per_word, exact=exact, probes=probe.count)
+    plan.offsets = [e.offset / config.speed for e in entries]
     return plan, info
 
 
