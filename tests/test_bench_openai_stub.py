@@ -51,7 +51,7 @@ def test_table_says_the_breakdown_is_absent(sollama, stub) -> None:
 def test_a_cut_sse_stream_is_a_disconnect_with_its_partial_sample(sollama, stub) -> None:
     stub.configure(tokens=8, disconnect_after=3)
     result, data = _bench(sollama, stub, "--api", "openai-chat", "-n", "4", "--warmup", "0")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and "every request failed" in result.stderr, result.output  # the fail-closed gate
     assert data["summary"]["errors"] == {"disconnect": 4}
     with Store() as store:
         rows = store.requests(data["run_id"])
@@ -69,7 +69,7 @@ def test_a_cut_sse_stream_is_a_disconnect_with_its_partial_sample(sollama, stub)
 def test_sse_faults(sollama, stub, script: dict, kind: str | None) -> None:
     stub.configure(**({"tokens": 4} | script))
     result, data = _bench(sollama, stub, "--api", "openai-completions", "-n", "3", "--warmup", "0")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == (0 if kind is None else 1), result.output
     if kind is None:  # a finish reason but no [DONE] and no usage: complete, counted by chunks, with a warning
         assert data["summary"]["requests_ok"] == 3 and data["summary"]["output_tokens_source"] == "chunks"
         assert any("eval_count" in w for w in data["warnings"])
