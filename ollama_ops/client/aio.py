@@ -8,6 +8,7 @@ paths that need it import it.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -197,10 +198,18 @@ class AsyncClient:
                              dimensions=dimensions)
         return embeddings_from(await self._json("POST", "/api/embed", body, model=model))
 
-    async def stream_objects(self, path: str, body: dict[str, Any], *, model: str | None = None,
-                             ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+    def stream_objects(self, path: str, body: dict[str, Any], *, model: str | None = None,
+                       ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
         """POST and yield (perf_counter at arrival, decoded object) per NDJSON line. An `{"error"}` object is
         yielded as it is; the caller decides (see `stream`). Nothing is retried once the answer began."""
+        return self._stream(path, body, model, typed=False)
+
+    def stream(self, req: GenerateRequest) -> AsyncIterator[StreamEvent]:
+        """Typed events of a generate/chat stream; the last is a FinalChunk."""
+        return self._stream(req.path, {**req.payload(), "stream": True}, req.model, typed=True)
+
+    async def _stream(self, path: str, body: dict[str, Any], model: str | None, *, typed: bool) -> AsyncIterator[Any]:
+        # One generator for both views, so a chunk crosses one async-generator boundary on its way to the caller.
         entry = RequestLog("POST", path, model)
         deadline = self._deadline()
         status: int | str = "incomplete"
@@ -216,15 +225,32 @@ class AsyncClient:
                     raise error_for_status(resp.status, await resp.read(), model=model)
                 readline = resp.content.readline
                 perf = time.perf_counter
+                loads = json.loads
                 while True:
                     line = await readline()
                     if not line:
-                        return
-                    if line.strip():
-                        obj = parse_line(line)
-                        if "done" in obj and obj["done"]:
+                        break
+                    try:
+                        obj = loads(line.decode())
+                    except ValueError:
+                        obj = None
+                    if obj.__class__ is not dict:
+                        if not line.strip():
+                            continue
+                        obj = parse_line(line)  # raises MalformedResponse naming the line
+                    if typed:
+                        event = to_event(obj)
+                        if event.__class__ is FinalChunk:
+                            tokens = eval_count(obj)
+                            yield event
+                            return
+                        yield event
+                    else:
+                        if obj.get("done"):
                             tokens = eval_count(obj)
                         yield perf(), obj
+            if typed:
+                raise ServerError("the server ended the stream before its final chunk")
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             status = "RequestTimeout"
             if deadline is not None and time.monotonic() >= deadline:
@@ -243,15 +269,6 @@ class AsyncClient:
             if gate is not None:
                 gate.release()
             entry.done(status, tokens)
-
-    async def stream(self, req: GenerateRequest) -> AsyncIterator[StreamEvent]:
-        """Typed events of a generate/chat stream; the last is a FinalChunk."""
-        async for _, obj in self.stream_objects(req.path, {**req.payload(), "stream": True}, model=req.model):
-            event = to_event(obj)
-            yield event
-            if isinstance(event, FinalChunk):
-                return
-        raise ServerError("the server ended the stream before its final chunk")
 
     async def _run(self, req: GenerateRequest) -> GenerateResult:
         if not req.stream:
