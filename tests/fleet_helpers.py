@@ -72,9 +72,12 @@ def run_parallel(calls: list) -> list:
     return results
 
 
-def metric(gw: GatewayProc, name: str, **labels: str) -> float | None:
-    """One sample from the replica's /metrics (None when absent)."""
-    text = httpx.get(gw.url + "/metrics", timeout=10).text
+def metric(gw: GatewayProc, name: str, token: str | None = None, **labels: str) -> float | None:
+    """One sample from the replica's /metrics (None when absent); `token`: an admin key or the metrics token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    resp = httpx.get(gw.url + "/metrics", headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    text = resp.text
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
         if line.startswith(name + ("{" + want + "}" if want else " ")):

@@ -89,3 +89,5 @@ def test_readyz_of_a_replica_lists_hosts(isolated, redis_url):
         with replica(isolated, upstreams=upstreams((a.url, 1)), state=redis_url) as r1:
             body = httpx.get(r1.url + "/readyz", timeout=5).json()
             assert body == {"status": "ready", "hosts": {a.url: True}, "hosts_up": 1, "draining": False}
+            banner = r1.output()
+            assert f"→ {a.url} (1 slot)" in banner and f"state {redis_url} · store keys file + SQLite" in banner

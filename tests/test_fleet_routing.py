@@ -205,3 +205,15 @@ def test_breaker_properties(events, threshold):
                 assert (b.state == OPEN) is (streak >= threshold)
         assert b.allow() is (b.state == CLOSED)
         assert 1.0 <= b.current_cooldown <= 8.0
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cret@10.0.0.1:6379/0", "redis://10.0.0.1:6379/0"),
+    ("postgresql://sollama:pw@db:5432/sollama", "postgresql://sollama@db:5432/sollama"),
+    ("postgresql://sollama@db/sollama", "postgresql://sollama@db/sollama"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"), (None, None), ("", ""),
+])
+def test_redact_drops_passwords(url, shown):
+    from ollama_ops.fleet.admin import redact
+
+    assert redact(url) == shown

@@ -7,6 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 
+def redact(url: str | None) -> str | None:
+    """A state/store URL without its password, for messages (`redis://:secret@h:6379/0` → `redis://h:6379/0`)."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + '@' if user else ''}{host}"
+
+
 class _Announcing:
     """A key store whose edits are announced to every replica through Redis."""
 

@@ -127,6 +127,11 @@ class Limiter:
         self._active[key.name] = self._active.get(key.name, 0) + 1
         return None, tightest(checks)
 
+    async def admit_async(self, key: KeyRecord) -> tuple[Verdict | None, Verdict | None]:
+        """`admit` for the asyncio hot path (the fleet's shared limiter overrides it with Redis round trips that
+        do not block the event loop)."""
+        return self.admit(key)
+
     def release(self, key: KeyRecord) -> None:
         left = self._active.get(key.name, 0) - 1
         if left > 0:

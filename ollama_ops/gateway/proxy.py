@@ -198,7 +198,7 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
     leased = False
     extra: list[tuple[bytes, bytes]] = []
     if key is not None and route.kind is Kind.INFER and (key.rpm or key.tpm or key.concurrency or key.daily_tokens):
-        refusal, verdict = gw.limiter.admit(key)
+        refusal, verdict = await gw.limiter.admit_async(key)
         if refusal is not None:
             gw.metrics.rejected.labels(refusal.name).inc()
             hdrs = [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]

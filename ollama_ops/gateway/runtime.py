@@ -30,6 +30,16 @@ def open_keyring(config: GatewayConfig, *, clock=time.time):
     return KeyRing(config.keys_path or keys_path(), clock=clock)
 
 
+def _limiter(config: GatewayConfig) -> Limiter:
+    """In-process windows, or the shared Redis ones (asyncio, one round trip) when `gateway.state` is Redis."""
+    storage = config.effective_limits_storage
+    if config.state and storage == config.state and storage.startswith(("redis://", "rediss://")):
+        from ollama_ops.fleet.limits import SharedLimiter
+
+        return SharedLimiter(storage)
+    return Limiter(make_storage(storage))
+
+
 def open_usage_sink(config: GatewayConfig):
     """The SQLite usage sink, or PostgreSQL when `gateway.store` names it."""
     if config.store:
@@ -45,7 +55,7 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.keyring = keyring or open_keyring(config, clock=clock)
-        self.limiter = limiter or Limiter(make_storage(config.effective_limits_storage))
+        self.limiter = limiter or _limiter(config)
         self.fleet = None
         slots = config.slots
         if config.fleet:

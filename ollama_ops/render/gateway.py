@@ -65,7 +65,15 @@ def _view(r: KeyRecord, now: float) -> KeyView:
 def render_serving(console: Console, config, keys: int) -> None:  # type: ignore[no-untyped-def]
     auth = "off" if config.auth == "off" else f"{keys} key(s)" if keys or config.auth == "required" else \
         "off until a key exists (loopback)"
-    console.print(Text.assemble(("✓ ", "green"), f"sollama gateway on {config.listen_url} → {config.upstream}"))
+    target = config.upstream
+    if getattr(config, "upstreams", None):
+        target = ", ".join(f"{url} ({slots} slot{'s' if slots != 1 else ''})" for url, slots in config.upstreams)
+    console.print(Text.assemble(("✓ ", "green"), f"sollama gateway on {config.listen_url} → {target}"))
+    if getattr(config, "state", None) or getattr(config, "store", None):
+        from ollama_ops.fleet.admin import redact
+
+        console.print(Text(f"  state {redact(config.state) or 'in-process'} · store "
+                           f"{redact(config.store) or 'keys file + SQLite'}"))
     console.print(Text(f"  slots {config.slots} · queue {config.queue_depth} · max wait {config.max_wait:g} s · "
                        f"auth {auth}"))
 

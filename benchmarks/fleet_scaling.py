@@ -1,0 +1,184 @@
+"""The fleet's performance figures (not a test; prints figures and ratios from one run):
+
+1. Scaling: saturated throughput through one gateway replica over two stub hosts vs one (scripted service time:
+   8 tokens 20 ms apart, 2 slots a host). Goal: ratio >= 1.9x.
+2. Shared state costs little: TTFT median through a replica with `gateway.state: redis://` vs in-process state
+   (same single stub host, same key with an rpm limit, sequential requests). Goal: <= 1 ms added.
+3. Admission decisions per second with Redis state in one process: the key's rpm window (`limits` asyncio Redis
+   storage) and a slot lease (one Lua script), 32 concurrent callers; also with the lease given back. Goal:
+   >= 5,000/s.
+
+    .venv/bin/python benchmarks/fleet_scaling.py [--requests 240] [--concurrency 16]
+
+It starts its own redis-server (Debian package) on a free loopback port, stub hosts and gateway replicas as
+separate processes, and stops each by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._stub import stub_process  # noqa: E402
+from tests.fleet_helpers import replica, upstreams  # noqa: E402
+from tests.services_fixtures import start_redis  # noqa: E402
+
+MODEL = "stub-model:latest"
+
+
+async def _load(url: str, n: int, concurrency: int, key: str | None) -> tuple[float, list[float], int]:
+    """`n` streamed generates at `concurrency`; (wall seconds, TTFTs, failures)."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    ttfts: list[float] = []
+    failures = 0
+    queue = iter(range(n))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        for _ in queue:
+            t0 = time.perf_counter()
+            async with session.post(url + "/api/generate", json={"model": MODEL, "prompt": "hi"},
+                                    headers=headers) as resp:
+                first = None
+                async for _chunk in resp.content.iter_any():
+                    if first is None:
+                        first = time.perf_counter() - t0
+                if resp.status != 200:
+                    failures += 1
+                elif first is not None:
+                    ttfts.append(first)
+
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return time.perf_counter() - t0, ttfts, failures
+
+
+def make_key(home: Path, rpm: int) -> str:
+    from tests.gateway_helpers import make_key as make
+
+    return make(home, "bench", "--rpm", str(rpm))
+
+
+def scaling(args, home: Path) -> float:
+    script = ["--tokens", "8", "--token-delay", "0.02"]
+    with stub_process(*script) as (_, p1), stub_process(*script) as (_, p2):
+        hosts = [(f"http://127.0.0.1:{p1}", 2), (f"http://127.0.0.1:{p2}", 2)]
+        rates = {}
+        for label, chosen in (("one host", hosts[:1]), ("two hosts", hosts)):
+            with replica(home, upstreams=upstreams(*chosen), queue_depth=10_000) as gw:
+                asyncio.run(_load(gw.url, 8, 4, None))  # warm-up
+                wall, _, failed = asyncio.run(_load(gw.url, args.requests, args.concurrency, None))
+                rates[label] = (args.requests - failed) / wall
+                print(f"  {label}: {rates[label]:.1f} req/s ({args.requests} requests, concurrency "
+                      f"{args.concurrency}, {failed} failed)")
+    ratio = rates["two hosts"] / rates["one host"]
+    print(f"scaling: two stub hosts / one = {ratio:.2f}x (goal >= 1.9x)")
+    return ratio
+
+
+def state_cost(args, home: Path, redis_url: str) -> float:
+    key = make_key(home, 1_000_000)
+    with stub_process() as (_, port):
+        host = upstreams((f"http://127.0.0.1:{port}", 4))
+        medians = {}
+        with replica(home, upstreams=host) as local, replica(home, upstreams=host, state=redis_url) as shared:
+            for gw in (local, shared):
+                asyncio.run(_load(gw.url, 30, 1, key))  # warm-up
+            samples: dict[str, list[float]] = {"in-process": [], "redis": []}
+            for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both
+                for label, gw in (("in-process", local), ("redis", shared)):
+                    samples[label] += asyncio.run(_load(gw.url, 50, 1, key))[1]
+            for label, values in samples.items():
+                medians[label] = statistics.median(values)
+                print(f"  TTFT median {label}: {medians[label] * 1000:.3f} ms over {len(values)} requests")
+    added = (medians["redis"] - medians["in-process"]) * 1000
+    print(f"shared state: added TTFT median with Redis = {added:.3f} ms (goal <= 1 ms)")
+    return added
+
+
+async def _decisions(redis_url: str, seconds: float, concurrency: int, cycle: bool) -> tuple[int, float]:
+    """What a replica does to admit a request with Redis state: the key's rpm window (the gateway's shared
+    limiter: the `limits` asyncio Redis storage) and a slot lease (one Lua script). With `cycle`, the lease is
+    also given back (one more script), as when the request ends."""
+    from ollama_ops.core.gateway.keys import KeyRecord
+    from ollama_ops.fleet.limits import SharedLimiter
+    from ollama_ops.fleet.slots import RedisSlots
+
+    slots = RedisSlots(redis_url, ttl=60.0)
+    limiter = SharedLimiter(redis_url)
+    keys = [KeyRecord(name=f"key-{i}", hash="x", hint="x", created=0.0, rpm=10**9) for i in range(4)]
+    hosts = [("http://h1", 10**9), ("http://h2", 10**9)]
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def caller(i: int) -> None:
+        nonlocal done
+        key = keys[i % len(keys)]
+        while time.perf_counter() < stop:
+            refusal, _ = await limiter.admit_async(key)
+            assert refusal is None
+            lease, _ = await slots.try_acquire(hosts)
+            limiter.release(key)
+            if cycle:
+                await slots.release(lease)
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    wall = time.perf_counter() - t0
+    slots.held.clear()
+    await slots.close()
+    return done, wall
+
+
+def decisions(args, redis_url: str) -> float:
+    import uvloop  # the gateway runs on uvloop (uvicorn loop="uvloop"), so the figure does too
+
+    done, wall = uvloop.run(_decisions(redis_url, args.seconds, 32, cycle=False))
+    rate = done / wall
+    print(f"admission decisions with Redis (rpm window + slot lease): {rate:,.0f}/s in one process "
+          f"(goal >= 5,000)")
+    done, wall = uvloop.run(_decisions(redis_url, args.seconds, 32, cycle=True))
+    print(f"  with the lease given back too (a whole request's Redis work): {done / wall:,.0f}/s")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=240)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--only", choices=("scaling", "state", "decisions"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sollama-fleet-bench-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        os.environ["SOLLAMA_HOME"] = str(home)
+        redis = start_redis(Path(tmp) / "redis")
+        try:
+            if args.only in (None, "scaling"):
+                scaling(args, home)
+            if args.only in (None, "state"):
+                state_cost(args, home, redis.url)
+            if args.only in (None, "decisions"):
+                decisions(args, redis.url)
+        finally:
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()
