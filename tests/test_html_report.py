@@ -192,3 +192,20 @@ def test_bucket_means_and_stacking():
     centers, means, counts = chart_data.bucket_means([0.0, 10.0], [[1.0, 3.0]], 5)
     assert centers == [1.0, 9.0] and counts == [1, 1]  # empty buckets left out
     assert chart_data.stacked([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5]]) == [[1.0, 2.0], [4.0, 6.0], [4.5, 6.5]]
+
+
+def test_bench_html_against_the_real_daemon(sollama, ollama, tmp_path):
+    path = tmp_path / "bench.html"
+    result = sollama("--host", ollama.host, "bench", "-m", ollama.model, "-n", "3", "--warmup", "0",
+                     "--max-tokens", "4", "--label", "html", "--json", "--html", str(path))
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(result.stdout)
+    page = path.read_text(encoding="utf-8")
+    assert f"sollama bench run {data['run_id']} (html)" in page and "0.23" in page
+    specs = {s["id"]: s for s in chart_specs(page)}
+    assert sum(specs["ttft"]["series"][0]["y"]) == data["summary"]["requests_ok"] == 3
+    assert [drawable(s) for s in specs["over-time"]["series"]] == [3, 3]
+    # the breakdown uses the server's own timings: every part of the stack is there
+    assert len(specs["breakdown"]["series"]) == 5

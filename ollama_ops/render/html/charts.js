@@ -93,7 +93,7 @@
     }
     var opts = {
       mode: spec.facets ? 2 : 1,
-      width: Math.max(320, Math.min(el.clientWidth || 900, 1100)),
+      width: Math.max(300, Math.min(el.clientWidth || 900, 1100)),
       height: 320,
       scales: scales,
       legend: { live: !spec.facets },

@@ -17,6 +17,7 @@ from typing import Any
 from ollama_ops.services.html_report import Chart, HtmlReport, SweepRow
 
 UPLOT_VERSION = "1.6.32"
+HALF_WIDTH = frozenset({"ttft", "e2el"})  # distributions side by side; time series and comparisons full width
 
 
 def _asset(name: str) -> str:
@@ -126,11 +127,12 @@ def _charts_section(report: HtmlReport) -> str:
         return ""
     figures = []
     for chart in report.charts:
-        figures.append(f'<figure class="chart" id="chart-{_e(chart.id)}"><figcaption>{_e(chart.title)}</figcaption>'
-                       f'<div class="plot" data-chart="{_e(chart.id)}"></div>'
+        size = "half" if chart.id in HALF_WIDTH else "wide"
+        figures.append(f'<figure class="chart {size}" id="chart-{_e(chart.id)}">'
+                       f'<figcaption>{_e(chart.title)}</figcaption><div class="plot" data-chart="{_e(chart.id)}"></div>'
                        f'<p class="note">{_e(chart.note)}</p></figure>')
     return ('<section><h2>Charts</h2><p class="nojs">The charts need JavaScript; every figure is in the tables '
-            'above.</p>' + "".join(figures) + "</section>")
+            'above.</p><div class="charts">' + "".join(figures) + "</div></section>")
 
 
 def _json_script(data: Any) -> str:
