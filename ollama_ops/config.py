@@ -113,7 +113,7 @@ class GatewaySettings:
     """`sollama serve` (see ollama_ops/gateway/)."""
 
     listen: str = _rule(nonempty=True)
-    upstream: str | None = _rule()
+    upstream: str | None = _rule(address=True)
     slots: int | None = _rule(min=1, max=1024)
     workers: int = _rule(min=1, max=1)
     auth: str = _rule(choices=("auto", "required", "off"))

@@ -130,3 +130,24 @@ def test_an_empty_host_variable_is_unset(sollama, var, empty):
 
     host = next(e for e in json.loads(result.stdout)["entries"] if e["key"] == "server.host")
     assert (host["value"], host["source"]) == ("127.0.0.1:11434", "default")
+
+
+# -- the gateway's upstream: the same class of typo ----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["127.0.0.1:99999", ":::::", "127.0.0.1:-1"])
+def test_a_mistyped_gateway_upstream_is_refused_not_defaulted(sollama, tmp_path, value):
+    flag = sollama("serve", "--upstream", value, "--insecure-no-auth", "--listen", "127.0.0.1:1")
+    assert flag.exit_code == 2, flag.output
+    assert value in flag.stderr and "--upstream" in flag.stderr
+    env = sollama("config", "show", env={"SOLLAMA_GATEWAY_UPSTREAM": value})
+    assert env.exit_code == 2 and "SOLLAMA_GATEWAY_UPSTREAM" in env.stderr and value in env.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text(f"gateway:\n  upstream: '{value}'\n  upstreams: ['{value} slots=2']\n")
+    result = sollama("config", "validate", str(config))
+    assert result.exit_code == 3, result.output
+    assert "gateway.upstream" in result.stderr and value in result.stderr
+    from ollama_ops.errors import ConfigError
+    from ollama_ops.gateway.settings import parse_upstreams
+
+    with pytest.raises(ConfigError, match="invalid address"):
+        parse_upstreams([f"{value} slots=2"], 1)

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ollama_ops.core.hosts import HostAddress, parse_host
-from ollama_ops.errors import ConfigError, SollamaError
+from ollama_ops.core.hosts import HostAddress, check_host
+from ollama_ops.errors import ConfigError, SollamaError, UsageError
 
 DEFAULT_PORT = 8000
 
@@ -83,12 +83,26 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _upstream_url(flag: str | None, configured: str | None, server_host: str) -> str:
+    """The one upstream, read strictly (core.hosts.check_host): a mistyped --upstream is a usage error (exit 2) and
+    a mistyped gateway.upstream a config error, never a quiet fall-back to the default daemon's address."""
+    from ollama_ops.core.hosts import HostError
+
+    value = flag or configured or server_host  # server.host was checked when the settings were loaded
+    try:
+        return check_host(value).base_url
+    except HostError as exc:
+        if flag:
+            raise UsageError(f"invalid --upstream {flag!r:.80}: {exc}") from None
+        raise ConfigError(f"gateway.upstream {value!r:.80} is not a valid address: {exc}") from None
+
+
 def from_settings(settings, *, listen: str | None = None, upstream: str | None = None, slots: int | None = None,
                   insecure_no_auth: bool = False) -> GatewayConfig:
     """The GatewayConfig from sollama's Settings and the command's flags."""
     gw = settings.gateway
     host, port = parse_listen(listen or gw.listen)
-    upstream_url = parse_host(upstream or gw.upstream or settings.server.host).base_url
+    upstream_url = _upstream_url(upstream, gw.upstream, settings.server.host)
     return GatewayConfig(
         listen_host=host, listen_port=port, upstream=upstream_url,
         slots=slots or gw.slots or settings.server.num_parallel or 1, auth=gw.auth,
@@ -116,7 +130,7 @@ def parse_upstreams(items: list[str], default_slots: int) -> list[tuple[str, int
         if not m:
             raise ConfigError(f"gateway.upstreams: expected 'URL' or 'URL slots=N', got {item!r:.80}")
         try:
-            url = parse_host(m.group(1)).base_url
+            url = check_host(m.group(1)).base_url  # strict: a typo must not fall back to the default daemon
         except (ValueError, SollamaError) as exc:
             raise ConfigError(f"gateway.upstreams: invalid address {m.group(1)!r:.80}: {exc}") from exc
         slots = int(m.group(2)) if m.group(2) else default_slots
