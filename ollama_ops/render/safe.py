@@ -12,18 +12,20 @@ byte-exact).
 
 from __future__ import annotations
 
-_UNSAFE = [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0),
-           *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_DROP = dict.fromkeys(_UNSAFE)
-_JSON_ESCAPE = {c: f"\\u{c:04x}" for c in _UNSAFE if c >= 0x7F}
+import re
+
+# C0 but tab and newline, DEL, C1, and the bidi embeddings/overrides/isolates. A regex, not str.translate: about 5x
+# faster on non-ASCII text, and text without any of them (nearly all) costs one search.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str) -> str:
     """`text` without terminal controls (newline and tab kept): safe to print on a terminal."""
-    return text.translate(_DROP)
+    return _UNSAFE.sub("", text) if _UNSAFE.search(text) else text
 
 
 def escape_json_text(document: str) -> str:
     """A JSON document with DEL, C1 and bidi control characters written as \\uXXXX escapes (still the same JSON:
     they can only occur inside strings, and C0 controls are escaped by the JSON encoder already)."""
-    return document.translate(_JSON_ESCAPE)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
