@@ -37,8 +37,9 @@ test-ollama: venv ollama model
 demo: venv ollama model  ## start the daemon, import SmolLM2, show status, generate, bench
 	bash scripts/demo.sh
 
-lint: venv
+lint: venv  ## ruff over the tree, mypy over ollama_ops/ ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 completions: venv  ## regenerate completions/ after changing commands
 	for sh in bash zsh fish; do $(SOLLAMA) completion $$sh > completions/sollama.$$sh; done

@@ -151,7 +151,8 @@ class Settings:
     config_file: Path | None = None
 
 
-SECTIONS: dict[str, type] = {name: tp for name, tp in typing.get_type_hints(Settings).items() if is_dataclass(tp)}
+SECTIONS: dict[str, type] = {name: tp for name, tp in typing.get_type_hints(Settings).items()
+                             if isinstance(tp, type) and is_dataclass(tp)}
 _HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
 
 # Environment variables that are not spelled SOLLAMA_<SECTION>_<KEY>, lowest precedence first.

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from rich.console import Console
 
@@ -31,7 +31,7 @@ class RawOutput:
 
     `finish()` ends the line only on a terminal, so redirected output stays byte-exact."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.wrote = False
         self.at_line_start = True
@@ -218,7 +218,7 @@ def run_interactive(repl: ChatRepl) -> int:
             pass
 
 
-def run_piped(session: ChatSession, client: Any, *, stdin: TextIO, out: TextIO | None, err: Console,
+def run_piped(session: ChatSession, client: Any, *, stdin: TextIO, out: IO[str] | None, err: Console,
               read_timeout: float, usage: UsagePolicy) -> GenerationReport:
     """`echo hi | sollama chat`: the whole input is one message; the answer is streamed to `out` (if given)
     and ended with a newline, and the transcript is saved."""

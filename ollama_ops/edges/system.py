@@ -13,6 +13,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 
 @dataclass
@@ -117,7 +121,7 @@ class TreeSample:
     """A CPU measurement window opened on a process tree (`begin_tree_sample`), closed by `finish_tree_sample`."""
 
     pid: int
-    procs: list  # type: ignore[type-arg]  # psutil.Process, the root first
+    procs: list[psutil.Process]  # the root first
     started: float
 
 

@@ -13,6 +13,7 @@ Secrets are never stored: only their sha256 (the `KeyRecord.hash`), as in the ke
 
 from __future__ import annotations
 
+import builtins
 import json
 import queue
 import threading
@@ -93,7 +94,7 @@ class PgKeys:
         if self.on_change is not None:
             self.on_change(name)
 
-    def create(self, name: str, *, models: list[str] | None = None, rpm: int | None = None,
+    def create(self, name: str, *, models: builtins.list[str] | None = None, rpm: int | None = None,
                tpm: int | None = None, concurrency: int | None = None, daily_tokens: int | None = None,
                priority: int = 1, admin: bool = False, expires_in: float | None = None):
         from ollama_ops.gateway.keystore import CreatedKey

@@ -81,7 +81,7 @@ def live_sync(url: str, *, namespace: str = "sollama") -> list[ReplicaInfo]:
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:
-        ids = sorted(x.decode() for x in client.smembers(f"{{{namespace}}}:replicas"))
+        ids = sorted(x.decode() if isinstance(x, bytes) else x for x in client.smembers(f"{{{namespace}}}:replicas"))
         raws = client.mget([f"{{{namespace}}}:replica:{i}" for i in ids]) if ids else []
     finally:
         client.close()

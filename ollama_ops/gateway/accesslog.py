@@ -4,6 +4,7 @@ unless `log_prompts` is on; never a key's secret (records name the key)."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.handlers
@@ -27,7 +28,7 @@ def log_paths() -> list[Path]:
 
 
 class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return os.fdopen(fd, "a", encoding="utf-8")
 

@@ -79,10 +79,10 @@ def _ops_app(gw: Gateway) -> FastAPI:
         if key is None or key.admin:
             by_key: dict[str, int] = {}
             by_model: dict[str, int] = {}
-            for row in rows:
-                by_key[row["key"]] = by_key.get(row["key"], 0) + 1
-                by_model[row["model"]] = by_model.get(row["model"], 0) + 1
-            oldest = max((r["wait_s"] for r in rows), default=0.0)
+            for _, w in waiting:
+                by_key[w.key] = by_key.get(w.key, 0) + 1
+                by_model[w.model] = by_model.get(w.model, 0) + 1
+            oldest = max((round(now - w.since, 3) for _, w in waiting), default=0.0)
             return JSONResponse({**base, "by_key": by_key, "by_model": by_model, "oldest_wait_s": oldest,
                                  "waiting": rows})
         mine = [{k: v for k, v in r.items() if k != "key"} for r in rows if r["key"] == key.name]

@@ -6,6 +6,7 @@ second) and reloads, so a revoke takes effect without a restart.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -78,7 +79,7 @@ class KeyFile:
     def list(self) -> list[KeyRecord]:
         return load_records(self.path)
 
-    def create(self, name: str, *, models: list[str] | None = None, rpm: int | None = None,
+    def create(self, name: str, *, models: builtins.list[str] | None = None, rpm: int | None = None,
                tpm: int | None = None, concurrency: int | None = None, daily_tokens: int | None = None,
                priority: int = 1, admin: bool = False, expires_in: float | None = None) -> CreatedKey:
         if not valid_name(name):
@@ -100,7 +101,7 @@ class KeyFile:
         save_records(self.path, [*records, record])
         return CreatedKey(record, secret)
 
-    def _find(self, records: list[KeyRecord], name: str) -> KeyRecord:
+    def _find(self, records: builtins.list[KeyRecord], name: str) -> KeyRecord:
         for record in records:
             if record.name == name:
                 return record

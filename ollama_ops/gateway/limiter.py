@@ -74,7 +74,10 @@ class ClockStorage(Storage):
 
 
 def make_storage(uri: str) -> Storage:
-    return storage_from_string(uri)
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):  # an async+… URI: the limiter calls its storage synchronously
+        raise ValueError(f"rate-limit storage {uri!r} is asynchronous; the gateway's limiter needs a synchronous one")
+    return storage
 
 
 class Limiter:
@@ -82,7 +85,7 @@ class Limiter:
 
     def __init__(self, storage: Storage | None = None, *, clock: Callable[[], float] | None = None) -> None:
         self.storage = storage if storage is not None else ClockStorage()
-        self.clock = clock or getattr(self.storage, "clock", time.time)
+        self.clock: Callable[[], float] = clock if clock is not None else getattr(self.storage, "clock", time.time)
         self.windows = FixedWindowRateLimiter(self.storage)
         self._active: dict[str, int] = {}
         self._items: dict[tuple[str, int], RateLimitItem] = {}

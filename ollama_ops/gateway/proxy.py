@@ -235,7 +235,7 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
     finally:
         if watcher is not None:
             watcher.cancel()
-        if leased:
+        if leased and key is not None:  # a lease is taken only for a key with limits
             gw.limiter.release(key)
             gw.limiter.charge(key, ex.prompt_tokens + ex.output_tokens)
 
@@ -294,10 +294,12 @@ async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
         head.append((b"retry-after", b"1"))
     if status >= 400 and "json" not in ctype:
         text = (await resp.read())[:200].decode("utf-8", "replace").strip()
-        return await send_error(ex, send, status, f"Ollama answered {status}: {text or 'no body'}", head[1:])
+        await send_error(ex, send, status, f"Ollama answered {status}: {text or 'no body'}", head[1:])
+        return None
     if ex.kind == Kind.LIST.value and key is not None and key.models and status == 200:
         raw = _filter_listing(await resp.read(), key.models)
-        return await _whole(ex, send, status, ctype, raw, head)
+        await _whole(ex, send, status, ctype, raw, head)
+        return None
 
     ndjson, sse = "ndjson" in ctype, "event-stream" in ctype
     if "Content-Length" in resp.headers:

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -68,7 +69,7 @@ class _Server(uvicorn.Server):
                          f"{self.gw.admission.in_flight} in flight get up to {self.gw.config.drain_timeout:g} s)\n")
         sys.stderr.flush()
 
-    def handle_exit(self, sig: int, frame) -> None:  # type: ignore[no-untyped-def]
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.signals.append(sig)
         if not self.should_exit and self.loop is not None:
             self.loop.call_soon_threadsafe(self._drain, sig)
@@ -84,7 +85,9 @@ def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], Non
     gw = Gateway(config, keyring=keyring)
     uconfig = uvicorn.Config(build_app(gw), loop="uvloop", http="httptools", ws="none", lifespan="on",
                              access_log=False, log_level="warning", server_header=False,
-                             timeout_graceful_shutdown=config.drain_timeout, timeout_keep_alive=75)
+                             # uvicorn's stub says int; it hands the seconds to asyncio.wait_for, so a float works
+                             timeout_graceful_shutdown=config.drain_timeout,  # type: ignore[arg-type]
+                             timeout_keep_alive=75)
     server = _Server(uconfig, gw)
     if on_ready is not None:
         on_ready(config, len(keyring))

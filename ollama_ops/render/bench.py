@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -140,8 +141,9 @@ class BenchProgress:
         self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.live.__exit__(exc_type, exc, tb)
 
     def update(self, p: Any) -> None:
         done = f"{p.done}/{p.total}" if p.total else str(p.done)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
@@ -70,7 +70,7 @@ def display_success(console: Console, message: str) -> None:
     console.print(_styled("✓ ", "green", message), soft_wrap=True)
 
 
-def print_json(data: Any, file: TextIO | None = None) -> None:
+def print_json(data: Any, file: IO[str] | None = None) -> None:
     """Exactly one JSON document on stdout."""
     import json
 

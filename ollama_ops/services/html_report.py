@@ -115,11 +115,12 @@ def _over_time_chart(ok: list[RequestRecord], start: float) -> Chart:
                                                                       for r in rows],
                                [(r.e2el or 0.0) * 1000 for r in rows]], SERIES_CAP)
     ttft = [None if v != v else v for v in columns[1]]  # NaN → a gap
+    e2el: list[float | None] = list(columns[2])
     thinned = len(columns[0]) < len(rows)
     return Chart(id="over-time", title="Latency over time", x_label="send time (s since the first request)",
                  y_label="ms", x=columns[0],
                  series=[ChartSeries("TTFT ms", ttft, style="points", role="ttft"),
-                         ChartSeries("E2EL ms", columns[2], style="points", role="e2el")],
+                         ChartSeries("E2EL ms", e2el, style="points", role="e2el")],
                  note=(f"every request ({len(rows)})" if not thinned
                        else f"{len(columns[0])} of {len(rows)} requests, evenly spread"))
 

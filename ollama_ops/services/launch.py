@@ -111,8 +111,8 @@ def memory_budget(settings: Any) -> int | None:
     try:
         from ollama_ops.services.memory import budget
     except ImportError:
-        budget = None
-    if budget is not None:
+        pass
+    else:
         return int(budget(settings))
     try:
         import psutil

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Container
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -28,7 +29,7 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(header: list[str] | tuple[str, ...], rows: list[list[str]], *, right: set[int] | range = frozenset(),
+def _table(header: list[str] | tuple[str, ...], rows: list[list[str]], *, right: Container[int] = frozenset(),
            css: str = "", row_class: list[str] | None = None) -> str:
     head = "".join(f'<th{" class=num" if i in right else ""}>{_e(h)}</th>' for i, h in enumerate(header))
     body = []

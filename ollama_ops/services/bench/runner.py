@@ -272,13 +272,13 @@ class Runner:
 
         get = final.get
         eval_count = get("eval_count")
-        has_count = eval_count.__class__ is int
+        has_count = type(eval_count) is int  # not a bool, not a float
         prompt_count = get("prompt_eval_count")
         total = _seconds(get("total_duration"))
         return RequestRecord(
             idx=idx, send_time=send_epoch, ok=True, warmup=warmup, ttft=ttft, e2el=e2el, itl=itl,
-            output_tokens=eval_count if has_count else len(times),
+            output_tokens=eval_count if type(eval_count) is int else len(times),
             output_tokens_source="server" if has_count else "chunks",
-            prompt_tokens=prompt_count if prompt_count.__class__ is int else 0,
+            prompt_tokens=prompt_count if type(prompt_count) is int else 0,
             load_s=_seconds(get("load_duration")), prompt_eval_s=_seconds(get("prompt_eval_duration")),
             eval_s=_seconds(get("eval_duration")), total_s=total, queue_s=queue_overhead(e2el, total))
