@@ -16,10 +16,14 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ollama_ops.core.gateway.breaker import Breaker
 from ollama_ops.core.gateway.hoststate import HostPoll, host_poll
 from ollama_ops.core.gateway.routing import DOWN, MISSING, HostView, preference
+
+if TYPE_CHECKING:
+    from ollama_ops.gateway.upstream import Upstream  # aiohttp: imported where a pool is built
 
 
 class NoHost(Exception):
@@ -38,7 +42,7 @@ class SlotWaitExpired(Exception):
 class Host:
     url: str
     slots: int
-    upstream: object  # ollama_ops.gateway.upstream.Upstream
+    upstream: Upstream
     breaker: Breaker = field(default_factory=Breaker)
     poll: HostPoll | None = None
     polled_at: float | None = None  # monotonic time of the last good poll

@@ -69,7 +69,7 @@ class Fleet:
             from ollama_ops.fleet.revocation import RedisRevocations
             from ollama_ops.fleet.slots import RedisSlots
 
-            slots = RedisSlots(self.state_url, ttl=config.lease_ttl, replica=self.replica)
+            slots: LocalSlots | RedisSlots = RedisSlots(self.state_url, ttl=config.lease_ttl, replica=self.replica)
             self.replicas: Any = RedisReplicas(self.state_url, ttl=max(3.0, config.lease_ttl))
             self.revocations: Any = RedisRevocations(self.state_url)
         else:

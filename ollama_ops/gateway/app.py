@@ -68,8 +68,8 @@ def _ops_app(gw: Gateway) -> FastAPI:
             return JSONResponse({"error": dialect.UNAUTHORIZED}, status_code=401)
         now = gw.admission.clock()
         waiting = gw.admission.snapshot()
-        base = {"slots": gw.admission.slots, "in_flight": gw.admission.in_flight, "depth": len(waiting),
-                "draining": gw.admission.draining}
+        base: dict[str, object] = {"slots": gw.admission.slots, "in_flight": gw.admission.in_flight,
+                                   "depth": len(waiting), "draining": gw.admission.draining}
         if gw.fleet is not None:  # every replica's waiting requests together (shared state), and the hosts
             base["fleet_depth"] = await gw.fleet.queue_depth()
             base["hosts"] = [{"url": h.url, "up": h.up, "in_flight": h.in_flight, "slots": h.slots}

@@ -261,13 +261,14 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
         if retry_ok:
             return "first-byte-timeout"
         gw.note_upstream(True, upstream)
-        return await send_error(ex, send, 504, f"no answer from Ollama within {gw.config.first_byte_timeout:g} s")
+        await send_error(ex, send, 504, f"no answer from Ollama within {gw.config.first_byte_timeout:g} s")
+        return None
     except (aiohttp.ClientError, OSError) as exc:
         if retry_ok:
             return "refused" if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError) else "reset"
         gw.note_upstream(False, upstream)
-        return await send_error(ex, send, 502, f"Ollama at {upstream.base_url} is unreachable "
-                                               f"({type(exc).__name__})")
+        await send_error(ex, send, 502, f"Ollama at {upstream.base_url} is unreachable ({type(exc).__name__})")
+        return None
     if retry_ok and resp.status in (502, 503):
         resp.close()
         return str(resp.status)

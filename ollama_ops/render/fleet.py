@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_ops.core.units import format_bytes, format_seconds
-from ollama_ops.services.fleet_status import FleetReport
+from ollama_ops.services.fleet_status import FleetModel, FleetReport
 
 
 def fleet_view(report: FleetReport) -> Group:
@@ -26,7 +26,8 @@ def fleet_view(report: FleetReport) -> Group:
         flight = f"{'-' if h.in_flight is None else h.in_flight}/{h.slots}"
         health = Text("up", style="green") if h.up else Text("down", style="red")
         first = True
-        for m in h.loaded or [None]:
+        models: list[FleetModel | None] = [*h.loaded] if h.loaded else [None]  # a host without models: one row
+        for m in models:
             name = size = expires = ""
             if m is not None:
                 name, size = m.name, format_bytes(m.size)
