@@ -82,6 +82,13 @@ def _rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
@@ -147,12 +154,19 @@ def main() -> None:
         time.sleep(1.0)
         rss_idle = _rss_mb(gw.pid)
         figures = {}
+        cpu_ms: dict[int, float] = {}
         for conc, n in ((1, args.requests), (64, args.requests_64)):
             runs: dict[str, list[dict]] = {"direct": [], "gateway": []}
+            spent, served = 0.0, 0
             for trial in range(args.trials):
                 for name, url in (("direct", direct_url), ("gateway", gw_url)):
+                    before = _cpu_s(gw.pid)
                     runs[name].append(_bench(url, conc, n, work / f"{name}-{conc}-{trial}.db"))
+                    if name == "gateway":
+                        spent += _cpu_s(gw.pid) - before
+                        served += n + min(32, n // 10) + 1  # measured + warm-up + the preflight
             figures[conc] = {k: _pooled(v) for k, v in runs.items()}
+            cpu_ms[conc] = spent / served * 1000
         rss_after = _rss_mb(gw.pid)
         flat = [(0, rss_after)]
         done, step = 0, max(1, args.flat // 4)
@@ -187,6 +201,8 @@ def main() -> None:
                      f"→ added {ms(_pct(g['itl'], .99) - _pct(d['itl'], .99))}; throughput direct {d['rps']:.0f} "
                      f"req/s, gateway {g['rps']:.0f} req/s = {g['rps'] / d['rps'] * 100:.0f}% "
                      f"(failed: direct {d['failed']}, gateway {g['failed']})")
+    lines.append(f"gateway CPU per request (user+sys, 16-chunk stream): {cpu_ms[1]:.2f} ms at c=1, "
+                 f"{cpu_ms[64]:.2f} ms at c=64")
     lines.append(f"gateway RSS: idle {rss_idle:.1f} MiB; after the c=1/c=64 runs {rss_after:.1f} MiB; over "
                  f"{args.flat} more requests: " + ", ".join(f"{n}: {r:.1f}" for n, r in flat) + " MiB")
     lines.append(f"gateway RSS with {heads} of {args.streams} streams open: {rss_streams[0]:.1f} MiB "

@@ -331,3 +331,33 @@ def test_metrics_access_log_and_usage(stub, home, sollama):
     by_day = sollama("report", "--usage", "--by", "day", env=env)
     assert by_day.exit_code == 0 and "DAY" in by_day.stdout and "stub-model" in by_day.stdout
     assert sollama("report", "--usage", "--by", "week", env=env).exit_code == 2
+
+
+def test_cli_commands_through_the_gateway_with_a_key(stub, home, sollama, monkeypatch):
+    key = make_key(home, "cli", "--models", "stub*")
+    stub.configure(tokens=3, token_text="hey ")
+    with gateway(stub.url, home) as gw:
+        host = gw.url.removeprefix("http://")
+        ok = sollama("--host", host, "generate", "-m", "stub-model", "--api-key", key, "hi")
+        assert ok.exit_code == 0, ok.output
+        assert ok.stdout.startswith("hey hey hey")
+        refused = sollama("--host", host, "generate", "-m", "stub-model", "hi")
+        assert refused.exit_code == 1 and "invalid or missing API key" in refused.stderr
+        listed = sollama("--host", host, "models", "list", "--json", "--api-key", key)
+        assert listed.exit_code == 0, listed.output
+        assert [m["name"] for m in json.loads(listed.stdout)["models"]] == ["stub-model:latest"]
+        monkeypatch.setenv("SOLLAMA_API_KEY", key)
+        via_env = sollama("--host", host, "generate", "-m", "stub-model", "hi")
+        assert via_env.exit_code == 0 and via_env.stdout.startswith("hey")
+    assert {e["key"] for e in gw.access_log() if e["status"] == 200} == {"cli"}
+
+
+def test_cors_preflight_for_a_configured_origin(stub, home):
+    with gateway(stub.url, home, cors_origins="https://app.example") as gw:
+        ok = curl(gw.url + GEN, "-X", "OPTIONS", "-H", "Origin: https://app.example",
+                  "-H", "Access-Control-Request-Method: POST", "-H", "Access-Control-Request-Headers: x-api-key")
+        other = curl(gw.url + GEN, "-X", "OPTIONS", "-H", "Origin: https://evil.example",
+                     "-H", "Access-Control-Request-Method: POST")
+    assert ok.status == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-credentials" not in ok.headers
+    assert other.status == 400 and "access-control-allow-origin" not in other.headers

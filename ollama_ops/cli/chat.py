@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ollama_ops.cli.context import use
+from ollama_ops.cli.context import ApiKeyOption, use
 from ollama_ops.cli.generate import (
     FormatOption,
     KeepAliveOption,
@@ -42,6 +42,7 @@ def chat(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Timings after every answer (on stderr).")]
     = False,
     log_prompts: Annotated[bool, LogPromptsOption] = False,
+    api_key: Annotated[str | None, ApiKeyOption] = None,
 ) -> None:
     """Chat with a model: streaming answers, /help for commands, transcripts saved under the data dir.
 
@@ -59,7 +60,7 @@ def chat(
     from ollama_ops.services.chat import ChatSession
     from ollama_ops.services.models import show_model
 
-    obj = use(ctx)
+    obj = use(ctx, api_key=api_key)
     if not model and not resume:
         raise UsageError("name a model with -m MODEL (or continue a transcript with --resume NAME)")
     knobs = svc.request_knobs(obj.settings, option=option, temperature=temperature, seed=seed, num_ctx=num_ctx,

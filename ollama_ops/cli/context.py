@@ -26,6 +26,7 @@ class AppContext:
     debug: bool = False
     config_path: str | None = None
     host: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a `sollama serve` key (--api-key / SOLLAMA_API_KEY)
     out: Console = field(default_factory=make_console)
     err: Console = field(default_factory=lambda: make_console(stderr=True))
     _settings: Settings | None = None
@@ -40,9 +41,12 @@ class AppContext:
 
     def client(self, *, read_timeout: float | None = None) -> Client:
         """The library's sync client (ollama_ops.Client) on the resolved settings."""
+        import os
+
         from ollama_ops.client.sync import Client
 
-        return Client.from_settings(self.settings, read_timeout=read_timeout)
+        api_key = self.api_key or os.environ.get("SOLLAMA_API_KEY") or None
+        return Client.from_settings(self.settings, read_timeout=read_timeout, api_key=api_key)
 
     def emit(self, data: T, render: Callable[[Console, T], Any]) -> None:
         """One data object, two views: `--json` prints it as one JSON document, else `render` draws it."""
@@ -63,10 +67,16 @@ def app_context(ctx: typer.Context) -> AppContext:
 JsonOption = typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
 
 
-def use(ctx: typer.Context, *, json: bool = False, host: str | None = None) -> AppContext:
-    """The AppContext, with a command-level `--json` and `--host` folded into the global ones."""
+ApiKeyOption = typer.Option("--api-key", metavar="KEY", help="A `sollama serve` API key, when --host is the "
+                                                             "gateway (default: SOLLAMA_API_KEY).")
+
+
+def use(ctx: typer.Context, *, json: bool = False, host: str | None = None, api_key: str | None = None) -> AppContext:
+    """The AppContext, with a command-level `--json`, `--host` and `--api-key` folded into the global ones."""
     obj = app_context(ctx)
     obj.json = obj.json or json
+    if api_key:
+        obj.api_key = api_key
     if host and host != obj.host:
         obj.host, obj._settings = host, None  # settings are resolved again with this address
     return obj

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ollama_ops.cli.context import JsonOption, use
+from ollama_ops.cli.context import ApiKeyOption, JsonOption, use
 
 ModelOption = typer.Option("--model", "-m", help="Model name, e.g. smollm2:135m.", show_default=False)
 SystemOption = typer.Option("--system", help="System message.")
@@ -48,6 +48,7 @@ def generate(
                                                                   "`ollama run --verbose`.")] = False,
     timeout: Annotated[float | None, TimeoutOption] = None,
     log_prompts: Annotated[bool, LogPromptsOption] = False,
+    api_key: Annotated[str | None, ApiKeyOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Generate a completion; stdout gets exactly the model's text (a newline is added only on a terminal).
@@ -66,7 +67,7 @@ def generate(
     from ollama_ops.repl import RawOutput, stdin_is_terminal
     from ollama_ops.services import generate as svc
 
-    obj = use(ctx, json=json)
+    obj = use(ctx, json=json, api_key=api_key)
     text = svc.read_prompt(prompt, file=file, stdin_text=lambda: read_stdin_text(sys.stdin, error=UsageError),
                            stdin_is_tty=stdin_is_terminal())
     knobs = svc.request_knobs(obj.settings, option=option, temperature=temperature, seed=seed, num_ctx=num_ctx,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ollama_ops.cli.context import JsonOption, use
+from ollama_ops.cli.context import ApiKeyOption, JsonOption, use
 
 app = typer.Typer(help="List, inspect, import, remove and unload models (HTTP API only: works remotely).",
                   no_args_is_help=True)
@@ -23,7 +23,8 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command("list")
-def list_models(ctx: typer.Context, json: Annotated[bool, JsonOption] = False) -> None:
+def list_models(ctx: typer.Context, api_key: Annotated[str | None, ApiKeyOption] = None,
+                json: Annotated[bool, JsonOption] = False) -> None:
     """Installed models, newest first: name, size, family, parameters, quantization, age.
 
     Example: [bold]sollama models list --json | jq -r '.models[].name'[/bold]
@@ -31,7 +32,7 @@ def list_models(ctx: typer.Context, json: Annotated[bool, JsonOption] = False) -
     from ollama_ops.render.models import render_model_list
     from ollama_ops.services import models
 
-    obj = use(ctx, json=json)
+    obj = use(ctx, json=json, api_key=api_key)
     with obj.client() as client:
         data = models.ModelList(models.list_models(client))
     obj.emit(data, render_model_list)

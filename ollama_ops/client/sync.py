@@ -102,12 +102,12 @@ class Client:
 
     @classmethod
     def from_settings(cls, settings: Any, *, read_timeout: float | None = None,
-                      retries: int | None = None) -> Client:
+                      retries: int | None = None, api_key: str | None = None) -> Client:
         """The CLI's client: the address and the `client.*` knobs from resolved settings; its own breaker."""
         from ollama_ops.core.hosts import parse_host
 
         c = settings.client
-        return cls(parse_host(settings.server.host).base_url, connect_timeout=c.connect_timeout,
+        return cls(parse_host(settings.server.host).base_url, api_key=api_key, connect_timeout=c.connect_timeout,
                    read_timeout=read_timeout or c.read_timeout, retries=c.retries if retries is None else retries,
                    busy_retries=getattr(c, "busy_retries", None) if retries is None else 0,
                    breaker=CircuitBreaker(c.breaker_failures, c.breaker_cooldown))

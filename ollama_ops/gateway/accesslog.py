@@ -34,8 +34,11 @@ class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON line per entry; a record may carry a batch of entries (a list), written as that many lines."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(record.msg, separators=(",", ":"), ensure_ascii=True)
+        entries = record.msg if isinstance(record.msg, list) else [record.msg]
+        return "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=True) for e in entries)
 
 
 class AccessLog:
@@ -49,7 +52,8 @@ class AccessLog:
         self._handler = handler
         self._listener.start()
 
-    def write(self, entry: dict) -> None:
+    def write(self, entry: dict | list[dict]) -> None:
+        """Queue one entry, or a batch (one hand-over to the writer thread for many requests)."""
         record = logging.LogRecord("sollama.gateway", logging.INFO, "", 0, entry, None, None)
         self._queue.put(record)
 

@@ -72,6 +72,11 @@ class Gateway:
         self.usage: UsageSink | None = None
         self.started = time.time()
         self._probe_task: asyncio.Task | None = None
+        # Finished requests' log entries and usage rows, handed to the writer threads in batches every
+        # FLUSH_S: one thread wake-up per batch, not per request (each wake-up takes the GIL from the loop).
+        self._log_batch: list[dict] = []
+        self._usage_batch: list[UsageRow] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     # -- life cycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,7 +98,28 @@ class Gateway:
         """SIGTERM: refuse new and queued requests with 503; in-flight ones go on."""
         return self.admission.drain()
 
+    FLUSH_S = 0.2
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._log_batch and self.access_log is not None:
+            batch, self._log_batch = self._log_batch, []
+            self.access_log.write(batch)
+        if self._usage_batch and self.usage is not None:
+            batch_rows, self._usage_batch = self._usage_batch, []
+            self.usage.add(batch_rows)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            try:
+                self._flush_handle = asyncio.get_running_loop().call_later(self.FLUSH_S, self._flush)
+            except RuntimeError:  # no loop (shutting down): write now
+                self._flush()
+
     async def stop(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
         if self._probe_task is not None:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,11 +198,11 @@ class Gateway:
             entry["error"] = ex.error
         if self.config.log_prompts and ex.prompt is not None:
             entry["prompt"] = ex.prompt
-        if self.access_log is not None:
-            self.access_log.write(entry)
+        self._log_batch.append(entry)
         if self.usage is not None and ex.kind == "infer" and ex.authed:
             outcome = "ok" if code < 400 else "interrupted" if code == 499 else "error"
-            self.usage.add(UsageRow(time=ex.started, command="gateway", model=ex.model,
-                                    prompt_tokens=ex.prompt_tokens, eval_tokens=ex.output_tokens,
-                                    total_s=ex.duration_s, ttft_s=ex.ttft_s, outcome=outcome,
-                                    error=ex.error, key=ex.key, request_id=ex.request_id))
+            self._usage_batch.append(UsageRow(time=ex.started, command="gateway", model=ex.model,
+                                              prompt_tokens=ex.prompt_tokens, eval_tokens=ex.output_tokens,
+                                              total_s=ex.duration_s, ttft_s=ex.ttft_s, outcome=outcome,
+                                              error=ex.error, key=ex.key, request_id=ex.request_id))
+        self._schedule_flush()

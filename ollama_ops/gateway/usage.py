@@ -39,7 +39,8 @@ class UsageSink:
         self._thread = threading.Thread(target=self._run, name="sollama-usage", daemon=True)
         self._thread.start()
 
-    def add(self, row: UsageRow) -> None:
+    def add(self, row: UsageRow | list[UsageRow]) -> None:
+        """Queue one row, or a batch of rows."""
         self._queue.put(row)
 
     def _run(self) -> None:
@@ -59,7 +60,10 @@ class UsageSink:
                 if item is _STOP:
                     stopping = True
                     break
-                rows.append(item)  # type: ignore[arg-type]
+                if isinstance(item, list):
+                    rows.extend(item)
+                else:
+                    rows.append(item)  # type: ignore[arg-type]
                 if len(rows) >= self.batch:
                     break
                 try:
