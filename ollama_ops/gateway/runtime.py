@@ -107,7 +107,8 @@ class Gateway:
             self.access_log.write(batch)
         if self._usage_batch and self.usage is not None:
             batch_rows, self._usage_batch = self._usage_batch, []
-            self.usage.add(batch_rows)
+            for row in batch_rows:  # one row at a time: every sink (SQLite, PostgreSQL) takes rows
+                self.usage.add(row)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
