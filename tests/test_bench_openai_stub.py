@@ -161,3 +161,16 @@ def test_bad_input_is_a_usage_error(sollama, stub, tmp_path, args: list[str], wh
     result, _ = _bench(sollama, stub, *args)
     assert result.exit_code == 2, result.output
     assert why in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_report_of_an_openai_run_says_the_breakdown_is_absent(sollama, stub) -> None:
+    stub.configure(tokens=3, count_words=True)
+    result, _ = _bench(sollama, stub, "--api", "openai-chat", "-n", "3", "--prompt-tokens", "30",
+                       "--output-tokens", "2", "--prefix-tokens", "8")
+    assert result.exit_code == 0, result.output
+    table = sollama("report", "1")
+    assert table.exit_code == 0, table.output
+    assert "server breakdown: absent: the OpenAI API" in table.stdout
+    assert "prompt_tokens=30+8 output_tokens=2" in table.stdout
+    md = sollama("report", "1", "--format", "md")
+    assert "Server breakdown: absent: the OpenAI API" in md.stdout

@@ -117,3 +117,12 @@ def test_length_check_counts_overruns_and_early_stops() -> None:
     warnings = length_warnings(r, "openai-chat")
     assert len(warnings) == 2 and "1 of 4 answers overran" in warnings[0] and "openai-chat" in warnings[0]
     assert "1 of 4 answers stopped before" in warnings[1]
+
+
+def test_describe_load_names_the_workload() -> None:
+    from ollama_ops.core.bench.load import describe_load
+
+    assert describe_load({"concurrency": 2, "requests": 10, "prompt_tokens": "64:8", "prefix_tokens": 16,
+                          "output_tokens": "32"}) == "c=2 n=10 prompt_tokens=64:8+16 output_tokens=32"
+    assert describe_load({"concurrency": 1, "prompts": "trace:t.jsonl", "speed": 2.0}) == "c=1 trace:t.jsonl x2"
+    assert describe_load({"concurrency": 4, "prompts": "dataset:d.jsonl"}) == "c=4 dataset:d.jsonl"

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ollama_ops.core.bench.apis import NO_BREAKDOWN, is_openai
 from ollama_ops.core.stats import Change
 from ollama_ops.core.units import format_seconds
 from ollama_ops.render.console import display_info, display_warning
@@ -151,6 +152,8 @@ def render_run_detail(console: Console, data: RunDetail) -> None:
         for row in _breakdown_cells(data):
             parts.add_row(*(Text(c) for c in row))
         console.print(parts)
+    elif is_openai(data.run.api):
+        console.print(Text(f"server breakdown: {NO_BREAKDOWN}"))
 
 
 def run_detail_markdown(data: RunDetail) -> str:
@@ -159,6 +162,8 @@ def run_detail_markdown(data: RunDetail) -> str:
     lines += [""] + _md_table(_DIST_HEADER, _dist_cells(data), right=range(1, 8))
     if data.breakdown:
         lines += [""] + _md_table(_BREAKDOWN_HEADER, _breakdown_cells(data), right=(1, 2))
+    elif is_openai(data.run.api):
+        lines += ["", f"Server breakdown: {NO_BREAKDOWN}."]
     return "\n".join(lines) + "\n"
 
 

@@ -52,6 +52,12 @@ def describe_load(load: dict[str, Any]) -> str:
         parts.append(f"{load['duration']:g}s")
     if load.get("max_tokens"):
         parts.append(f"max_tokens={load['max_tokens']}")
+    if load.get("prompt_tokens"):  # a synthetic workload (or a trace's recorded prompts below)
+        parts.append(f"prompt_tokens={load['prompt_tokens']}"
+                     + (f"+{load['prefix_tokens']}" if load.get("prefix_tokens") else "")
+                     + (f" output_tokens={load['output_tokens']}" if load.get("output_tokens") else ""))
+    elif str(load.get("prompts", "")).startswith(("dataset:", "trace:")):
+        parts.append(load["prompts"] + (f" x{load['speed']:g}" if load.get("speed", 1) != 1 else ""))
     return " ".join(parts) or "-"
 
 
