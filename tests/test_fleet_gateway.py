@@ -165,3 +165,20 @@ class run_parallel_background:  # noqa: N801 - reads like a function
     def join(self, timeout: float = 120) -> list:
         self.thread.join(timeout)
         return self.results
+
+
+def test_sigterm_refuses_requests_waiting_for_a_hosts_slot(isolated, redis_url):
+    with StubOllama(Script(tokens=3, stall_after=1), models=("m:1",)) as a:
+        cfg = {"upstreams": upstreams((a.url, 1)), "state": redis_url, "max_wait": 60}
+        with replica(isolated, **cfg) as r1, replica(isolated, **cfg) as r2:
+            holder = run_parallel_background([lambda: generate(r1.url, "m:1", timeout=10)])
+            assert wait_for(lambda: metric(r2, "sollama_gateway_host_in_flight", host=a.url) == 1.0, 30, 0.05)
+            waiting = run_parallel_background([lambda: generate(r2.url, "m:1", timeout=60)])
+            assert wait_for(lambda: httpx.get(r2.url + "/queue", timeout=5).json()["fleet_depth"] >= 1, 30, 0.05)
+            assert r2.stop() == 0  # SIGTERM: the waiting request is refused, nothing in flight, a clean exit
+            refused = waiting.join()[0]
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert "server busy" in refused.json()["error"]
+            assert infer_count(a) == 1  # it never reached the host
+            a.stop()  # ends the stalled stream
+            holder.join()

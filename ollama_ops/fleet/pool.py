@@ -38,6 +38,10 @@ class SlotWaitExpired(Exception):
     pass
 
 
+class PoolDraining(Exception):
+    """The replica is stopping (SIGTERM): a request still waiting for a slot is refused (503)."""
+
+
 @dataclass(eq=False)
 class Host:
     url: str
@@ -76,6 +80,7 @@ class HostPool:
         self._freed = asyncio.Condition()
         self._tasks: list[asyncio.Task] = []
         self.waiting = 0
+        self.draining = False
 
     @property
     def total_slots(self) -> int:
@@ -179,6 +184,8 @@ class HostPool:
         waited = False
         try:
             while True:
+                if self.draining:
+                    raise PoolDraining()
                 order = preference(self.views(), model, exclude=exclude)
                 if not order:
                     up = [h for h in self.hosts if h.up and h.url not in exclude]
@@ -202,6 +209,11 @@ class HostPool:
         finally:
             if waited:
                 self.waiting -= 1
+
+    def drain(self) -> None:
+        """Stop handing out slots: every waiting request wakes and is refused (in-flight ones go on)."""
+        self.draining = True
+        asyncio.get_running_loop().create_task(self._notify())
 
     async def release(self, host: Host, lease) -> None:
         try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ollama_ops.core.gateway import dialect
 from ollama_ops.core.gateway.breaker import host_failure, retry_once
-from ollama_ops.fleet.pool import HostPool, NoHost, SlotWaitExpired
+from ollama_ops.fleet.pool import HostPool, NoHost, PoolDraining, SlotWaitExpired
 from ollama_ops.fleet.slots import LocalSlots
 
 if TYPE_CHECKING:
@@ -164,6 +164,10 @@ class Fleet:
                 return await send_error(ex, send, 503, dialect.BUSY if ex.area == "api" else
                                         "server busy, please try again (no upstream host is up)",
                                         [(b"retry-after", b"1")])
+            except PoolDraining:
+                gw.metrics.rejected.labels("draining").inc()
+                return await send_error(ex, send, 503, dialect.BUSY if ex.area == "api" else
+                                        "server busy, please try again (draining)", [(b"retry-after", b"1")])
             except SlotWaitExpired:
                 gw.metrics.rejected.labels("max_wait").inc()
                 return await send_error(ex, send, 503, dialect.BUSY if ex.area == "api" else

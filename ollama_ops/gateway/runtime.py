@@ -96,7 +96,11 @@ class Gateway:
 
     def begin_drain(self) -> int:
         """SIGTERM: refuse new and queued requests with 503; in-flight ones go on."""
-        return self.admission.drain()
+        refused = self.admission.drain()
+        if self.fleet is not None:  # and the requests waiting for a host's slot
+            refused += self.fleet.pool.waiting
+            self.fleet.pool.drain()
+        return refused
 
     FLUSH_S = 0.2
 
