@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from limits import RateLimitItem
 
@@ -21,7 +22,8 @@ class SharedLimiter(Limiter):
         from limits.storage import storage_from_string
 
         super().__init__(storage=None, clock=time.time)
-        self.aio = storage_from_string("async+" + url, implementation="redispy")
+        # the asyncio storage: its methods are coroutines (typed loosely by the library, hence Any)
+        self.aio: Any = storage_from_string("async+" + url, implementation="redispy")
         self._resets: dict[str, float] = {}  # window key -> epoch its window ends
         self._pending: set[asyncio.Task] = set()
         self.errors = 0
@@ -36,7 +38,7 @@ class SharedLimiter(Limiter):
             self._resets[key] = at
         return at
 
-    async def _window(self, kind: str, amount: int, name: str, *, hit: bool) -> Verdict:
+    async def _shared_window(self, kind: str, amount: int, name: str, *, hit: bool) -> Verdict:
         item = self._item(kind, amount)
         key = item.key_for(kind, name)
         if hit:
@@ -56,14 +58,14 @@ class SharedLimiter(Limiter):
             checks.append(Verdict(active < key.concurrency, "concurrency", key.concurrency,
                                   key.concurrency - active - 1, 1.0))
         if key.tpm:
-            checks.append(await self._window("tpm", key.tpm, key.name, hit=False))
+            checks.append(await self._shared_window("tpm", key.tpm, key.name, hit=False))
         if key.daily_tokens:
-            checks.append(await self._window("daily_tokens", key.daily_tokens, key.name, hit=False))
+            checks.append(await self._shared_window("daily_tokens", key.daily_tokens, key.name, hit=False))
         refused = [v for v in checks if not v.allowed]
         if refused:
             return tightest(refused), None
         if key.rpm:
-            rpm = await self._window("rpm", key.rpm, key.name, hit=True)
+            rpm = await self._shared_window("rpm", key.rpm, key.name, hit=True)
             if not rpm.allowed:
                 return rpm, None
             checks.append(rpm)
