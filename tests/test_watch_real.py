@@ -203,3 +203,26 @@ def test_a_stale_pid_file_of_an_unrelated_process_leaves_it_alone(ollama, isolat
     stopped = _sollama("stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert bystander.poll() is None
+
+
+def test_start_supervise_starts_then_heals(ollama, isolated, tmp_path, cleanup, sollama):
+    port = free_port()
+    env = _env(isolated, port, ollama.binary, _config(tmp_path, tmp_path / "hook.jsonl"))
+    cleanup.stop_env = env
+    assert sollama("start", "--supervise", "--foreground").exit_code == 2
+    proc = subprocess.Popen([sys.executable, "-m", "ollama_ops", "start", "--supervise"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    cleanup.popens.append(proc)
+    _wait_event("started", 0, proc)
+    first = pf.read_pidfile()
+    assert first is not None
+    cleanup.track(first.pid)
+    n = len(_events())
+    os.kill(first.pid, signal.SIGKILL)
+    restarted = _wait_event("restarted", n, proc)
+    cleanup.track(restarted.pid)
+    assert restarted.pid != first.pid and pf.read_pidfile().pid == restarted.pid
+    assert _healthy(port) in ("length", "stop")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    assert "started at" in proc.stdout.read()  # the start's own summary came first

@@ -72,6 +72,9 @@ def start(
     = False,
     foreground: Annotated[bool, typer.Option("--foreground", help="Run attached (systemd, containers): forward "
                                                                   "SIGINT/SIGTERM, exit with its code.")] = False,
+    supervise: Annotated[bool, typer.Option("--supervise", help="Then stay in the foreground as its watchdog "
+                                                                "(as `sollama watch`; exit 7 when it gives up).")]
+    = False,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Start the shared `ollama serve` detached, or report the one already running (exit 0).
@@ -86,6 +89,11 @@ def start(
     from ollama_ops.services.lifecycle import run_foreground
 
     obj = use(ctx, json=json, host=host)
+    if supervise and (dry_run or foreground):
+        from ollama_ops.errors import UsageError
+
+        raise UsageError("--supervise starts the daemon detached and watches it; it does not go with --dry-run or "
+                         "--foreground")
     plan = _plan(obj, binary, env, enforce)
     if dry_run:
         result = plan_only(plan)
@@ -96,6 +104,11 @@ def start(
         result = _start(obj, plan, timeout)
     render_notes(obj.err, result.notes, result.warnings)
     obj.emit(result, render_start)
+    if supervise:
+        from ollama_ops.render.watch import event_printer
+        from ollama_ops.services.watch import Watchdog
+
+        Watchdog(obj.settings, emit=event_printer(obj.err), launch=lambda: _plan(obj, binary, env, enforce)).run()
 
 
 def stop(

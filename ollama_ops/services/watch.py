@@ -80,7 +80,8 @@ class Watchdog:
     interrupted; `step()` is one probe and its action (tests drive it directly)."""
 
     def __init__(self, settings: Any, *, emit: Callable[[WatchEvent], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 launch: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self.address = parse_host(settings.server.host)
         self.policy = policy_from(settings)
@@ -91,6 +92,7 @@ class Watchdog:
         self.log = EventLog()
         self.model: str | None = settings.watch.probe_model
         self.waiting = False
+        self.launch = launch  # the LaunchPlan for restarts (`start --supervise` passes its --binary/--env)
 
     def close(self) -> None:
         self.log.close()
@@ -164,7 +166,8 @@ class Watchdog:
 
         self.event("restart", reason)
         try:
-            result = restart_server(self.settings, plan_launch(self.settings), timeout=STOP_TIMEOUT)
+            plan = self.launch() if self.launch is not None else plan_launch(self.settings)
+            result = restart_server(self.settings, plan, timeout=STOP_TIMEOUT)
         except SollamaError as exc:
             self.event("restart-failed", f"{exc.one_line()}; after: {reason}")
             return
