@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ollama_ops.cli.context import AppContext, JsonOption, use
+from ollama_ops.cli.context import ApiKeyOption, AppContext, JsonOption, use
 
 if TYPE_CHECKING:
     from ollama_ops.services.status import StatusReport
@@ -106,6 +106,7 @@ def status(
     fleet: Annotated[bool, typer.Option("--fleet", help="The whole service: every gateway.upstreams host (health, "
                                                         "version, loaded models, in-flight/slots) and every "
                                                         "gateway replica (with gateway.state).")] = False,
+    api_key: Annotated[str | None, ApiKeyOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Address, latency, version, process (pid, uptime, RSS, CPU), loaded and installed models, memory budget vs
@@ -120,20 +121,23 @@ def status(
 
         draw(console, report)
 
-    obj = use(ctx, json=json)
+    import os
+
+    obj = use(ctx, json=json, api_key=api_key)
     settings = obj.settings
+    key = obj.api_key or os.environ.get("SOLLAMA_API_KEY") or None
     if fleet:
         return _fleet(obj)
 
     def fetch() -> StatusReport:
-        return get_status(settings, deep=deep, model=model, deep_timeout=deep_timeout)
+        return get_status(settings, deep=deep, model=model, deep_timeout=deep_timeout, api_key=key)
 
     if watch:
         if wait is not None:
             get_status(settings, wait=wait)
         _watch(obj, fetch, interval, count)
         return
-    report = get_status(settings, deep=deep, model=model, deep_timeout=deep_timeout, wait=wait)
+    report = get_status(settings, deep=deep, model=model, deep_timeout=deep_timeout, wait=wait, api_key=key)
     if report.reachable or obj.json:
         obj.emit(report, render_status)
     _exit_for(report)

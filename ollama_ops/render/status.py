@@ -57,6 +57,24 @@ def status_view(report: StatusReport) -> RenderableType:
                 "give-up": "GAVE UP"}.get(r.kind, r.kind)
         _row(facts, "watchdog" if i == 0 else "", Text(f"{r.at} {what}: {r.reason}",
                                                        style="red" if r.kind != "restarted" else ""))
+    g = report.gateway
+    if g is not None:
+        if not g.running:
+            line = Text(f"{g.address} not running ({g.error})", style="yellow")
+        else:
+            line = Text(f"{g.address} → {g.upstream}, up {format_seconds(g.uptime_s or 0.0)}"
+                        + (", DRAINING" if g.draining else ""))
+            if g.in_flight is not None:
+                line.append(f"; {g.in_flight}/{g.slots} in flight, {g.queue_depth} queued")
+                if g.view == "admin" and g.queue_depth:
+                    line.append(f" (oldest {format_seconds(g.oldest_wait_s or 0.0)})")
+                elif g.view == "key":
+                    line.append(" (yours)")
+            elif g.error:
+                line.append(f"; {g.error}", style="dim")
+        line.append(f"; {g.keys} key{'' if g.keys == 1 else 's'}"
+                    + (f" ({g.keys_total - g.keys} revoked/expired)" if g.keys_total > g.keys else ""))
+        _row(facts, "gateway", line)
     if facts.row_count:
         parts.append(facts)
     if report.loaded:

@@ -129,6 +129,7 @@ class StatusReport:
     deep: DeepProbe | None = None
     log: LogStatus = field(default_factory=LogStatus)
     restarts: list[WatchRestart] = field(default_factory=list)  # the watchdog's last restarts, newest first
+    gateway: Any = None  # services.gateway_status.GatewayStatus: a configured or running `sollama serve`
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -294,7 +295,7 @@ def watch_restarts(base_url: str, limit: int = 3) -> list[WatchRestart]:
 
 
 def collect_status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
-                   sample_s: float = 0.1) -> StatusReport:
+                   sample_s: float = 0.1, api_key: str | None = None) -> StatusReport:
     """Probe the configured server once. Never raises for an unreachable server: the report says so."""
     address = parse_host(settings.server.host)
     # Local facts first: the CPU window on the daemon then covers the client's import and the requests.
@@ -308,7 +309,7 @@ def collect_status(settings: Any, *, deep: bool = False, model: str | None = Non
     quick = min(settings.client.read_timeout, 10.0)
     # One attempt: status reports how the server is now (`--wait` is the way to wait for it), and a CI loop
     # that polls it should not sit through retry back-off on every refused connection.
-    with Client.from_settings(settings, read_timeout=quick, retries=0) as client:
+    with Client.from_settings(settings, read_timeout=quick, retries=0, api_key=api_key) as client:
         try:
             start = time.perf_counter()
             report.version = client.version()
@@ -391,8 +392,13 @@ def wait_until_reachable(settings: Any, timeout: float, *, interval: float = 0.2
 
 
 def status(settings: Any, *, deep: bool = False, model: str | None = None, deep_timeout: float = 30.0,
-           wait: float | None = None) -> StatusReport:
-    """The command's one entry point: optionally wait until reachable, then collect the report."""
+           wait: float | None = None, api_key: str | None = None) -> StatusReport:
+    """The command's one entry point: optionally wait until reachable, then collect the report (with the
+    gateway's section when one is configured or answers on gateway.listen)."""
+    from ollama_ops.services.gateway_status import gateway_status
+
     if wait is not None:
         wait_until_reachable(settings, wait)
-    return collect_status(settings, deep=deep, model=model, deep_timeout=deep_timeout)
+    report = collect_status(settings, deep=deep, model=model, deep_timeout=deep_timeout, api_key=api_key)
+    report.gateway = gateway_status(settings, api_key=api_key)
+    return report
