@@ -111,3 +111,26 @@ def test_the_faithful_reader_agrees_with_systemd_on_known_lines():
     assert systemd_words("a 'b c' \"d\"e") == ["a", "b c", "de"]
     with pytest.raises(AssertionError):
         systemd_words('B=bad"quote')
+
+
+@pytest.mark.parametrize("value", ["/tmp/with space/home", "/tmp/100%/home", '/tmp/quo"te/home', "/tmp/$HOME/x"])
+def test_gateway_unit_runs_sollama_serve_with_the_same_escaping(sollama, tmp_path, monkeypatch, value):
+    config = tmp_path / "gw dir" / "c.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("")
+    monkeypatch.setenv("SOLLAMA_HOME", value)
+    result = sollama("--config", str(config), "service", "unit", "--gateway", "--user")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    env = dict(systemd_words(_specifiers(ln.removeprefix("Environment=")))[0].split("=", 1)
+               for ln in lines if ln.startswith("Environment="))
+    assert env["SOLLAMA_HOME"] == value
+    exec_words = _exec_words(next(ln for ln in lines if ln.startswith("ExecStart=")).removeprefix("ExecStart="))
+    assert exec_words[1:] == ["--config", str(config.resolve()), "serve"]
+    assert "After=network-online.target sollama.service" in lines and "RestartPreventExitStatus=3" in lines
+    assert "WantedBy=default.target" in lines and not any(ln.startswith("User=") for ln in lines)
+
+
+def test_gateway_and_watch_units_are_one_at_a_time(sollama):
+    result = sollama("service", "unit", "--gateway", "--watch")
+    assert result.exit_code == ExitCode.USAGE and "one at a time" in result.stderr and result.stdout == ""

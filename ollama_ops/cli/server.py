@@ -273,13 +273,20 @@ def service_unit(
                                                       "one.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="The watchdog's unit (`sollama watch`, after "
                                                         "sollama.service) instead of the daemon's.")] = False,
+    gateway: Annotated[bool, typer.Option("--gateway", help="The API gateway's unit (`sollama serve`, after "
+                                                            "sollama.service) instead of the daemon's.")] = False,
 ) -> None:
-    """Print a systemd unit that runs `sollama start --foreground` (with --watch: `sollama watch`).
+    """Print a systemd unit that runs `sollama start --foreground` (with --watch: `sollama watch`; with
+    --gateway: `sollama serve`).
 
     Example: [bold]sollama service unit --user > ~/.config/systemd/user/sollama.service[/bold]
     """
     from ollama_ops.render.server import render_unit
     from ollama_ops.services.launch import service_unit as build_unit
 
+    if watch and gateway:
+        from ollama_ops.errors import UsageError
+
+        raise UsageError("--watch and --gateway are two units: print them one at a time")
     obj = use(ctx)
-    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch))
+    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch, gateway=gateway))
