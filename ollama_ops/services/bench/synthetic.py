@@ -80,7 +80,7 @@ async def synthetic_plan(config: Any, transport: Transport, path: str,
     rng = random.Random(seed)
     pool = min(total or POOL_MAX, POOL_MAX)
     targets = [t + config.prefix_tokens for t in sample_lengths(prompt_spec, pool, rng)]
-    outputs = sample_lengths(output_spec, pool, rng) if output_spec else [None] * pool
+    outputs: list[int | None] = list(sample_lengths(output_spec, pool, rng)) if output_spec else [None] * pool
     items, info = await calibrated_items(config, transport, path, targets, outputs, cap=True)
     info.prompt_tokens = prompt_spec.describe()
     info.output_tokens = output_spec.describe() if output_spec else None
