@@ -43,7 +43,8 @@ def bench(
     header: Annotated[list[str] | None, typer.Option("--header", "-H", metavar="NAME:VALUE", rich_help_panel=_REQ,
                                                      help="Extra HTTP header on every request (repeatable; "
                                                           "only the names are stored).")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="SOLLAMA_BENCH_API_KEY", rich_help_panel=_REQ,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar=["SOLLAMA_BENCH_API_KEY", "SOLLAMA_API_KEY"],
+                                                rich_help_panel=_REQ,
                                                 help="Send Authorization: Bearer KEY (never stored or shown).",
                                                 show_envvar=True)] = None,
     prompt_tokens: Annotated[str | None, typer.Option("--prompt-tokens", metavar="N[:SD[:MIN:MAX]]",
