@@ -6,7 +6,7 @@ SOLLAMA := $(VENV)/bin/sollama
 PYTHON ?= python3
 export SOLLAMA_TOOLS ?= $(HOME)/.cache/sollama/tools
 
-.PHONY: venv ollama model test test-unit test-ollama demo lint completions bench-tool clean
+.PHONY: venv ollama model services test test-unit test-ollama demo lint completions bench-tool clean
 
 venv: $(VENV)/.installed
 
@@ -25,7 +25,12 @@ ollama:  ## build the pinned Ollama into $(SOLLAMA_TOOLS)/bin (CI: must succeed;
 model:   ## fetch the SmolLM2-135M GGUF into $(SOLLAMA_TOOLS)/models
 	bash scripts/fetch-test-model.sh >/dev/null
 
-test: venv ollama model  ## unit + integration tests against the real daemon
+services:  ## Debian's chromium, prometheus (promtool), redis-server, postgresql for the tests (CI: must succeed)
+	@if bash scripts/install-test-services.sh; then :; \
+	elif [ "$${CI:-}" = "true" ]; then echo "error: could not install the test services, and CI requires them" >&2; exit 1; \
+	else echo "warning: browser, promtool and fleet tests will be skipped (CI never skips them)" >&2; fi
+
+test: venv ollama model services  ## unit + integration tests against the real daemon, Redis, PostgreSQL, Chromium
 	$(PY) -m pytest -q
 
 test-unit: venv
