@@ -6,44 +6,20 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
-from tests.gateway_helpers import GatewayProc, env_for, sollama_argv
-from tests.lifecycle_helpers import wait_for
+from tests.gateway_helpers import GatewayProc, env_for, gateway, sollama_argv
 
 
 def upstreams(*hosts: tuple[str, int]) -> str:
     return ",".join(f"{url} slots={slots}" for url, slots in hosts)
 
 
-@contextlib.contextmanager
-def replica(home: Path, **settings: object) -> Iterator[GatewayProc]:
-    """One `sollama serve` on a free loopback port; `settings` become SOLLAMA_GATEWAY_* variables."""
-    port = free_port()
-    log = home / f"serve-{port}.out"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}"],
-                                env=env_for(home, **settings), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, home, log)
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                return True
-            try:
-                return httpx.get(gw.url + "/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_for(up, 60, 0.05), f"gateway not up:\n{gw.output()}"
-        assert proc.poll() is None, f"gateway exited {proc.returncode}:\n{gw.output()}"
-        yield gw
-    finally:
-        gw.stop()
+def replica(home: Path, **settings: object) -> contextlib.AbstractContextManager[GatewayProc]:
+    """One `sollama serve` replica on a free loopback port; `settings` become SOLLAMA_GATEWAY_* variables."""
+    return gateway(None, home, **settings)
 
 
 def generate(url: str, model: str, key: str | None = None, timeout: float = 120, **extra) -> httpx.Response:

@@ -63,13 +63,15 @@ def env_for(home: Path, **settings: object) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gateway(upstream: str, home: Path, *args: str, **settings: object) -> Iterator[GatewayProc]:
-    """`sollama serve` on a free loopback port against `upstream`; settings become SOLLAMA_GATEWAY_* variables."""
+def gateway(upstream: str | None, home: Path, *args: str, **settings: object) -> Iterator[GatewayProc]:
+    """`sollama serve` on a free loopback port against `upstream` (None: the configured upstreams, as a fleet
+    replica); settings become SOLLAMA_GATEWAY_* variables."""
     port = free_port()
     log = home / f"serve-{port}.out"
+    target = ["--upstream", upstream] if upstream is not None else []
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
-                                 *args], env=env_for(home, **settings), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}", *target, *args],
+                                env=env_for(home, **settings), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
     gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, home, log)
     try:
