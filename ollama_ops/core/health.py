@@ -1,6 +1,6 @@
 """Health verdicts (pure): each `sollama doctor` check from its facts, the `status` state, and log/version parsing.
 
-Every function takes plain facts (gathered by services/doctor.py and services/status.py) and returns a verdict,
+Every function takes plain facts (gathered by services/doctor.py and services/status/) and returns a verdict,
 so the thresholds and the wording of the fixes are unit-tested without a machine to probe.
 """
 
