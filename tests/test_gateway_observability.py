@@ -93,7 +93,7 @@ def exported(tmp_path_factory) -> dict[str, object]:
     tight = make_key(home, "tight", "--rpm", "1")
     with StubOllama() as stub:
         stub.configure(tokens=3)
-        with gateway(stub.url, home, metrics_token="scrape-me") as gw:
+        with gateway(stub.url, home, "--slots", "3", metrics_token="scrape-me") as gw:
             body = {"model": "stub-model", "prompt": "hi", "stream": True}
             assert curl(gw.url + "/api/generate", "-H", f"X-API-Key: {user}", data=body).status == 200
             codes = [curl(gw.url + "/api/generate", "-H", f"X-API-Key: {tight}", data=body).status for _ in range(2)]
@@ -106,7 +106,16 @@ def exported(tmp_path_factory) -> dict[str, object]:
     for family in text_string_to_metric_families(scraped.body):
         for sample in family.samples:
             series.setdefault(sample.name, set()).update(sample.labels)
-    return {"series": series, "text": scraped.body, "openapi": json.loads(served.body)}
+    return {"series": series, "text": scraped.body, "openapi": json.loads(served.body), "upstream": stub.url}
+
+
+def test_slots_gauge_is_the_upstreams_slots(exported) -> None:
+    """`sollama_gateway_slots{upstream}` carries --slots for the one upstream (the dashboard's slots line)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [(s.labels, s.value) for f in text_string_to_metric_families(exported["text"])  # type: ignore[arg-type]
+               for s in f.samples if s.name == "sollama_gateway_slots"]
+    assert samples == [({"upstream": str(exported["upstream"]).rstrip("/")}, 3.0)]
 
 
 @pytest.mark.parametrize("source, exprs", [("grafana", _grafana_exprs()), ("rules", _rule_exprs())])

@@ -63,7 +63,8 @@ class Gateway:
         self.admission = Admission(slots, config.queue_depth, config.max_wait)
         self.upstream = Upstream(config.upstream, connect_timeout=config.connect_timeout,
                                  idle_timeout=config.idle_timeout)
-        self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight)
+        self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight,
+                               slots=self.slots_by_upstream)
         if config.fleet:
             from ollama_ops.fleet.runtime import Fleet
 
@@ -77,6 +78,12 @@ class Gateway:
         self._log_batch: list[dict] = []
         self._usage_batch: list[UsageRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+
+    def slots_by_upstream(self) -> list[tuple[str, int]]:
+        """(upstream URL, slots) for each upstream: the fleet's hosts, else the one upstream."""
+        if self.fleet is not None:
+            return [(h.url, h.slots) for h in self.fleet.pool.hosts]
+        return [(self.config.upstream, self.admission.slots)]
 
     # -- life cycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
