@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ollama_ops import config
+from ollama_ops import config, config_check
 from ollama_ops.errors import ConfigError, UsageError
 
 
@@ -306,7 +306,7 @@ yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allo
                          st.text(max_size=20))
 yaml_values = st.recursive(yaml_scalars, lambda children: st.lists(children, max_size=3)
                            | st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=8)
-known_keys = [(s, k) for s, hints in config._HINTS.items() for k in hints]
+known_keys = [(s, k) for s, hints in config.HINTS.items() for k in hints]
 section_names = st.one_of(st.sampled_from(list(config.SECTIONS)), st.text(max_size=10), st.integers())
 key_names = st.one_of(st.sampled_from([k for _, k in known_keys]), st.text(max_size=10), st.integers())
 config_docs = st.dictionaries(section_names, st.one_of(st.dictionaries(key_names, yaml_values, max_size=5),
@@ -317,9 +317,9 @@ yaml_ish_text = st.text(alphabet=st.sampled_from(list(" \n\t:-[]{}'\"#&*!|>?,%@`
 
 def _types_hold(settings_obj: config.Settings) -> None:
     """Whatever validates must build settings whose values have the declared types."""
-    for section, hints in config._HINTS.items():
+    for section, hints in config.HINTS.items():
         for key, tp in hints.items():
-            ok, _ = config._matches(getattr(getattr(settings_obj, section), key), tp)
+            ok, _ = config_check.matches_type(getattr(getattr(settings_obj, section), key), tp)
             assert ok, (section, key)
 
 
@@ -341,7 +341,7 @@ def test_fuzz_structured_documents(doc):
         return
     for section, body in out.items():
         for key, value in body.items():
-            ok, _ = config._matches(value, config._HINTS[section][key])
+            ok, _ = config_check.matches_type(value, config.HINTS[section][key])
             assert ok
             assert not (isinstance(value, float) and not math.isfinite(value))
 
