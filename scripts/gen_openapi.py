@@ -19,11 +19,11 @@ TARGET = ROOT / "docs" / "api" / "openapi.json"
 def openapi_document() -> dict:
     """The document, built in-process from the gateway app (no socket, no upstream)."""
     from ollama_ops.gateway.app import build_app
-    from ollama_ops.gateway.runtime import Gateway
+    from ollama_ops.gateway.compose import build_gateway
     from ollama_ops.gateway.settings import GatewayConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        app = build_app(Gateway(GatewayConfig(keys_path=Path(tmp) / "keys.json")))
+        app = build_app(build_gateway(GatewayConfig(keys_path=Path(tmp) / "keys.json")))
         return json.loads(json.dumps(app.ops.openapi()))
 
 

@@ -1,6 +1,7 @@
 """The fleet inside one gateway replica: the host pool, the shared state (Redis when `gateway.state` names it),
 the replica's heartbeat, the key-change watcher, per-host metrics, and the forwarding of a request to a host with
-retry-once-before-the-first-byte."""
+retry-once-before-the-first-byte. `Fleet` is a `gateway.dispatch.Dispatcher`: the composition root
+(`gateway.compose`) hands it to the gateway; the gateway's modules never import this one."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from ollama_ops.core.gateway import dialect
 from ollama_ops.core.gateway.breaker import host_failure, retry_once
 from ollama_ops.fleet.pool import HostPool, NoHost, PoolDraining, SlotWaitExpired
 from ollama_ops.fleet.slots import LocalSlots
+from ollama_ops.gateway.exchange import Exchange, send_error
 
 if TYPE_CHECKING:
+    from ollama_ops.gateway.dispatch import Attempt
     from ollama_ops.gateway.runtime import Gateway
 
 
@@ -58,6 +61,8 @@ class HostCollector:
 
 
 class Fleet:
+    """The gateway's dispatcher over `gateway.upstreams` (see `gateway.dispatch.Dispatcher`)."""
+
     def __init__(self, gw: Gateway) -> None:
         config = gw.config
         self.gw = gw
@@ -143,15 +148,35 @@ class Fleet:
             host.failures += 1
             host.breaker.failure(self.pool.clock())
 
+    def slots_by_upstream(self) -> list[tuple[str, int]]:
+        return [(h.url, h.slots) for h in self.pool.hosts]
+
+    def drain(self) -> int:
+        waiting = self.pool.waiting
+        self.pool.drain()
+        return waiting
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready while at least one host is in."""
+        hosts = {h.url: h.up for h in self.pool.hosts}
+        return any(hosts.values()), {"hosts": hosts, "hosts_up": sum(hosts.values())}
+
+    async def queue_info(self) -> dict[str, Any]:
+        """Every replica's waiting requests together (shared state), and the hosts."""
+        return {"fleet_depth": await self.queue_depth(),
+                "hosts": [{"url": h.url, "up": h.up, "in_flight": h.in_flight, "slots": h.slots}
+                          for h in self.pool.hosts]}
+
+    async def listings(self, path: str) -> list[Any] | None:
+        return None
+
     # -- forwarding -----------------------------------------------------------------------------------------
-    async def forward(self, gw: Gateway, ex, found, body, scope, send, extra, key) -> None:
+    async def forward(self, ex: Exchange, send, attempt: Attempt) -> None:
         """An inference request: a slot on the best host, retried once on another host when it failed before
         its first byte (never after)."""
-        from ollama_ops.gateway.proxy import _forward, send_error
-
+        gw = self.gw
         tried: list[str] = []
-        replayable = body is None or isinstance(body, bytes | bytearray)
-        for attempt in (1, 2):
+        for number in (1, 2):
             t0 = time.perf_counter()
             try:
                 host, lease = await self.pool.acquire(ex.model, exclude=tried, timeout=gw.config.max_wait)
@@ -174,8 +199,7 @@ class Fleet:
                                         "server busy, please try again (max wait)", [(b"retry-after", b"1")])
             ex.queue_s += time.perf_counter() - t0
             try:
-                failed = await _forward(gw, ex, found, body, scope, send, extra, key, upstream=host.upstream,
-                                        retry_ok=attempt == 1 and replayable)
+                failed = await attempt(host.upstream, number == 1)
             finally:
                 await self.pool.release(host, lease)
             if failed is None:
@@ -185,17 +209,15 @@ class Fleet:
             if host_failure(status, error):
                 self.note(host.upstream, False)
             tried.append(host.url)
-            if not retry_once(attempt, False, status, error):
+            if not retry_once(number, False, status, error):
                 break
             self.retries += 1
         # both attempts failed before a byte was sent: answer as the single-upstream gateway would
         return await send_error(ex, send, 502, f"Ollama at {tried[-1]} is unreachable ({failed})")
 
-    async def forward_any(self, gw: Gateway, ex, found, body, scope, send, extra, key) -> None:
+    async def forward_any(self, ex: Exchange, send, attempt: Attempt) -> None:
         """A request that takes no slot: a host that has the named model, else any host that is up."""
-        from ollama_ops.gateway.proxy import _forward, send_error
-
         host = self.pool.any_host(ex.model if ex.model != "-" else None)
         if host is None:
             return await send_error(ex, send, 503, "no upstream host is up", [(b"retry-after", b"1")])
-        await _forward(gw, ex, found, body, scope, send, extra, key, upstream=host.upstream)
+        await attempt(host.upstream, False)

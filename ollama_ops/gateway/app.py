@@ -37,17 +37,9 @@ def _ops_app(gw: Gateway) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], summary="The upstream answers (503 otherwise)")
     async def readyz() -> JSONResponse:
-        if gw.fleet is not None:  # ready while at least one host is in
-            hosts = {h.url: h.up for h in gw.fleet.pool.hosts}
-            ready = any(hosts.values()) and not gw.admission.draining
-            return JSONResponse({"status": "ready" if ready else "not ready", "hosts": hosts,
-                                 "hosts_up": sum(hosts.values()), "draining": gw.admission.draining},
-                                status_code=200 if ready else 503)
-        up = await gw.upstream.probe()
-        gw.note_upstream(up)
+        up, upstream = await gw.dispatch.readiness()  # one host: it answers; a fleet: at least one host is in
         ready = up and not gw.admission.draining
-        body = {"status": "ready" if ready else "not ready", "upstream": gw.config.upstream, "upstream_up": up,
-                "draining": gw.admission.draining}
+        body = {"status": "ready" if ready else "not ready", **upstream, "draining": gw.admission.draining}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (admin key or metrics token)")
@@ -70,10 +62,7 @@ def _ops_app(gw: Gateway) -> FastAPI:
         waiting = gw.admission.snapshot()
         base: dict[str, object] = {"slots": gw.admission.slots, "in_flight": gw.admission.in_flight,
                                    "depth": len(waiting), "draining": gw.admission.draining}
-        if gw.fleet is not None:  # every replica's waiting requests together (shared state), and the hosts
-            base["fleet_depth"] = await gw.fleet.queue_depth()
-            base["hosts"] = [{"url": h.url, "up": h.up, "in_flight": h.in_flight, "slots": h.slots}
-                             for h in gw.fleet.pool.hosts]
+        base.update(await gw.dispatch.queue_info())  # a fleet: every replica's waiting requests, the hosts
         rows = [{"position": pos, "key": w.key, "model": w.model, "request_id": w.request_id,
                  "wait_s": round(now - w.since, 3)} for pos, w in waiting]
         if key is None or key.admin:

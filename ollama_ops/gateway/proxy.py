@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,6 +22,8 @@ from ollama_ops.core.gateway.keys import KeyRecord, model_allowed
 from ollama_ops.core.gateway.requestid import request_id
 from ollama_ops.core.gateway.routes import Kind, Match, NotAllowed, body_models, match, wants_stream
 from ollama_ops.gateway.admission import Draining, QueueFull, Refused
+from ollama_ops.gateway.exchange import Exchange, send_error, send_whole
+from ollama_ops.gateway.exchange import header as _header
 
 if TYPE_CHECKING:
     from ollama_ops.gateway.runtime import Gateway
@@ -30,58 +31,8 @@ if TYPE_CHECKING:
 _TAIL = 4096
 
 
-@dataclass(slots=True)
-class Exchange:
-    """One request's bookkeeping for the access log, metrics and usage."""
-
-    request_id: str
-    method: str
-    path: str
-    client: str
-    t0: float = field(default_factory=time.perf_counter)
-    started: float = field(default_factory=time.time)
-    area: str = "api"
-    route: str = "other"
-    kind: str = ""
-    key: str = "-"
-    model: str = "-"
-    status: int = 0
-    code: int = 0  # the outcome for logs/metrics: status, or 502/504 when a started stream failed
-    queue_s: float = 0.0
-    ttft_s: float | None = None
-    duration_s: float = 0.0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    stream: bool = False
-    error: str | None = None
-    prompt: Any = None
-    authed: bool = False  # the key check passed (only such requests are usage)
-    gone: bool = False  # the caller disconnected
-    finished: bool = False  # the last byte was handed to the server
-
-
 class _Malformed(Exception):
     pass
-
-
-def _header(scope: dict, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return v.decode("latin-1")
-    return None
-
-
-async def send_error(ex: Exchange, send, status: int, message: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """A whole error response in the caller's dialect."""
-    body = dialect.error_body(ex.area, status, message)
-    ex.status = ex.code = status
-    ex.error = message
-    ex.finished = True
-    hdrs = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", ex.request_id.encode()), *(headers or [])]
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def handle(gw: Gateway, scope: dict, receive, send) -> None:
@@ -207,6 +158,12 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
         if verdict is not None:
             extra = [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()]
     watcher = None if upload else asyncio.ensure_future(_watch(receive, ex, task))
+
+    async def attempt(upstream, retry_ok: bool) -> str | None:
+        # a streamed upload cannot be sent twice: its failure is the answer
+        return await _forward(gw, ex, found, body, scope, send, extra, key, upstream=upstream,
+                              retry_ok=retry_ok and not upload)
+
     try:
         if route.kind is Kind.INFER:
             try:
@@ -222,16 +179,11 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
                 msg = dialect.BUSY if ex.area == "api" else f"server busy, please try again ({why})"
                 return await send_error(ex, send, 503, msg, [(b"retry-after", str(exc.retry_after).encode())])
             try:
-                if gw.fleet is not None:
-                    await gw.fleet.forward(gw, ex, found, body, scope, send, extra, key)
-                else:
-                    await _forward(gw, ex, found, body, scope, send, extra, key)
+                await gw.dispatch.forward(ex, send, attempt)
             finally:
                 gw.admission.release()
-        elif gw.fleet is not None:
-            await gw.fleet.forward_any(gw, ex, found, body, scope, send, extra, key)
         else:
-            await _forward(gw, ex, found, body, scope, send, extra, key)
+            await gw.dispatch.forward_any(ex, send, attempt)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -241,13 +193,12 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
 
 
 async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: dict, send,
-                   extra: list[tuple[bytes, bytes]], key: KeyRecord | None, *, upstream=None,
+                   extra: list[tuple[bytes, bytes]], key: KeyRecord | None, *, upstream,
                    retry_ok: bool = False) -> str | None:
-    """Send the request to `upstream` (default: the one upstream) and relay its answer. With `retry_ok`, a failure
+    """Send the request to `upstream` and relay its answer (the dispatcher's `Attempt`). With `retry_ok`, a failure
     before anything reached the caller (refused, no head in time, a broken connection, a 502/503 answer) is
     returned as its kind ("refused", "first-byte-timeout", "reset", "502", "503") with nothing sent, so the
     fleet can try another host; otherwise it becomes the error response. None: the exchange is done."""
-    upstream = upstream or gw.upstream
     headers = {"X-Request-ID": ex.request_id}
     for name in (b"content-type", b"accept"):
         value = _header(scope, name)
@@ -299,7 +250,7 @@ async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
         return None
     if ex.kind == Kind.LIST.value and key is not None and key.models and status == 200:
         raw = _filter_listing(await resp.read(), key.models)
-        await _whole(ex, send, status, ctype, raw, head)
+        await send_whole(ex, send, status, ctype, raw, head)
         return None
 
     ndjson, sse = "ndjson" in ctype, "event-stream" in ctype
@@ -358,16 +309,6 @@ async def _fail_stream(ex: Exchange, send, sse: bool, code: int, message: str) -
     await send({"type": "http.response.body", "body": dialect.stream_error(ex.area, message, sse=sse),
                 "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _whole(ex: Exchange, send, status: int, ctype: str, body: bytes, head: list) -> None:
-    ex.status = ex.code = status
-    ex.finished = True
-    ex.ttft_s = time.perf_counter() - ex.t0
-    head = [*head, (b"content-type", (ctype or "application/json").encode()),
-            (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _filter_listing(raw: bytes, patterns: list[str]) -> bytes:

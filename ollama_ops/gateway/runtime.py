@@ -4,75 +4,50 @@ end of every request (`finish`): one access-log line, the metrics, one usage row
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from ollama_ops.core.gateway.keys import KeyRecord
 from ollama_ops.edges.store import UsageRow
 from ollama_ops.gateway.accesslog import AccessLog
 from ollama_ops.gateway.admission import Admission
+from ollama_ops.gateway.dispatch import Dispatcher, SingleHost
+from ollama_ops.gateway.exchange import Exchange
 from ollama_ops.gateway.keystore import KeyRing, keys_path
 from ollama_ops.gateway.limiter import Limiter, make_storage
 from ollama_ops.gateway.metrics import Metrics
-from ollama_ops.gateway.proxy import Exchange
 from ollama_ops.gateway.settings import GatewayConfig
-from ollama_ops.gateway.upstream import Upstream
 from ollama_ops.gateway.usage import UsageSink
 
-
-def open_keyring(config: GatewayConfig, *, clock=time.time):
-    """The keys file, or PostgreSQL when `gateway.store` names it."""
-    if config.store:
-        from ollama_ops.fleet.pgstore import PgKeyRing
-
-        return PgKeyRing(config.store, clock=clock)
-    return KeyRing(config.keys_path or keys_path(), clock=clock)
-
-
-def _limiter(config: GatewayConfig) -> Limiter:
-    """In-process windows, or the shared Redis ones (asyncio, one round trip) when `gateway.state` is Redis."""
-    storage = config.effective_limits_storage
-    if config.state and storage == config.state and storage.startswith(("redis://", "rediss://")):
-        from ollama_ops.fleet.limits import SharedLimiter
-
-        return SharedLimiter(storage)
-    return Limiter(make_storage(storage))
-
-
-def open_usage_sink(config: GatewayConfig):
-    """The SQLite usage sink, or PostgreSQL when `gateway.store` names it."""
-    if config.store:
-        from ollama_ops.fleet.pgstore import PgUsageSink
-
-        return PgUsageSink(config.store)
-    return UsageSink(config.usage_db)
+if TYPE_CHECKING:
+    from ollama_ops.gateway.upstream import Upstream
 
 
 class Gateway:
+    """The gateway's parts. The embedded ones are the defaults (the keys file, in-process limit windows, the
+    SQLite usage sink, one upstream); `gateway.compose.build_gateway` injects the shared ones (PostgreSQL, Redis,
+    the fleet's dispatcher) without this module knowing them."""
+
     def __init__(self, config: GatewayConfig, *, limiter: Limiter | None = None, keyring: KeyRing | None = None,
-                 clock=time.time) -> None:
+                 dispatcher: Callable[[Gateway], Dispatcher] | None = None,
+                 usage_sink: Callable[[GatewayConfig], Any] | None = None, clock=time.time) -> None:
         self.config = config
         self.clock = clock
-        self.keyring = keyring or open_keyring(config, clock=clock)
-        self.limiter = limiter or _limiter(config)
-        self.fleet = None
+        self.keyring = keyring or KeyRing(config.keys_path or keys_path(), clock=clock)
+        self.limiter = limiter or Limiter(make_storage(config.effective_limits_storage))
         slots = config.slots
         if config.fleet:
             slots = sum(s for _, s in config.upstreams) if config.upstreams else config.slots
         self.admission = Admission(slots, config.queue_depth, config.max_wait)
-        self.upstream = Upstream(config.upstream, connect_timeout=config.connect_timeout,
-                                 idle_timeout=config.idle_timeout)
         self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight,
                                slots=self.slots_by_upstream)
-        if config.fleet:
-            from ollama_ops.fleet.runtime import Fleet
-
-            self.fleet = Fleet(self)
+        self.dispatch: Dispatcher = (dispatcher or _single_host)(self)
+        self._usage_sink = usage_sink or (lambda c: UsageSink(c.usage_db))
         self.access_log: AccessLog | None = None
-        self.usage: UsageSink | None = None
+        self.usage: Any = None  # UsageSink or PgUsageSink: add(row), close()
         self.started = time.time()
-        self._probe_task: asyncio.Task | None = None
         # Finished requests' log entries and usage rows, handed to the writer threads in batches every
         # FLUSH_S: one thread wake-up per batch, not per request (each wake-up takes the GIL from the loop).
         self._log_batch: list[dict] = []
@@ -81,33 +56,17 @@ class Gateway:
 
     def slots_by_upstream(self) -> list[tuple[str, int]]:
         """(upstream URL, slots) for each upstream: the fleet's hosts, else the one upstream."""
-        if self.fleet is not None:
-            return [(h.url, h.slots) for h in self.fleet.pool.hosts]
-        return [(self.config.upstream, self.admission.slots)]
+        return self.dispatch.slots_by_upstream()
 
     # -- life cycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.access_log = AccessLog(self.config.access_log_path, max_bytes=self.config.access_log_bytes)
-        self.usage = open_usage_sink(self.config)
-        if self.fleet is not None:
-            await self.fleet.start()
-            return
-        await self.upstream.start()
-        self.note_upstream(await self.upstream.probe())
-        self._probe_task = asyncio.create_task(self._probe_loop())
-
-    async def _probe_loop(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            self.note_upstream(await self.upstream.probe())
+        self.usage = self._usage_sink(self.config)
+        await self.dispatch.start()
 
     def begin_drain(self) -> int:
         """SIGTERM: refuse new and queued requests with 503; in-flight ones go on."""
-        refused = self.admission.drain()
-        if self.fleet is not None:  # and the requests waiting for a host's slot
-            refused += self.fleet.pool.waiting
-            self.fleet.pool.drain()
-        return refused
+        return self.admission.drain() + self.dispatch.drain()  # and those waiting for a host's slot
 
     FLUSH_S = 0.2
 
@@ -132,13 +91,7 @@ class Gateway:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe_task
-        if self.fleet is not None:
-            await self.fleet.stop()
-        await self.upstream.close()
+        await self.dispatch.stop()
         if self.usage is not None:
             self.usage.close()
         if self.access_log is not None:
@@ -179,11 +132,7 @@ class Gateway:
         return key is not None and key.admin
 
     def note_upstream(self, up: bool, upstream: Upstream | None = None) -> None:
-        if self.fleet is not None:
-            self.fleet.note(upstream, up)
-            return
-        self.upstream.up = up
-        self.metrics.upstream_up.labels(self.config.upstream).set(1 if up else 0)
+        self.dispatch.note(upstream, up)
 
     def finish(self, ex: Exchange) -> None:
         """Log, count and record a finished request (off the hot path's disk: queues only)."""
@@ -218,3 +167,7 @@ class Gateway:
                                               total_s=ex.duration_s, ttft_s=ex.ttft_s, outcome=outcome,
                                               error=ex.error, key=ex.key, request_id=ex.request_id))
         self._schedule_flush()
+
+
+def _single_host(gw: Gateway) -> Dispatcher:
+    return SingleHost(gw.config, gw.metrics)

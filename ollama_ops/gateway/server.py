@@ -17,7 +17,8 @@ import uvicorn
 
 from ollama_ops.errors import Interrupted, SollamaError
 from ollama_ops.gateway.app import build_app
-from ollama_ops.gateway.runtime import Gateway, open_keyring
+from ollama_ops.gateway.compose import build_gateway, open_keyring
+from ollama_ops.gateway.runtime import Gateway
 from ollama_ops.gateway.settings import GatewayConfig, check_exposure
 
 
@@ -82,7 +83,7 @@ def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], Non
     check_exposure(config, len(keyring))
     sock = bind(config.listen_host, config.listen_port)
     config.listen_port = sock.getsockname()[1]
-    gw = Gateway(config, keyring=keyring)
+    gw = build_gateway(config, keyring=keyring)
     uconfig = uvicorn.Config(build_app(gw), loop="uvloop", http="httptools", ws="none", lifespan="on",
                              access_log=False, log_level="warning", server_header=False,
                              # uvicorn's stub says int; it hands the seconds to asyncio.wait_for, so a float works
