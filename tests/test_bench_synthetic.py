@@ -124,5 +124,11 @@ def test_describe_load_names_the_workload() -> None:
 
     assert describe_load({"concurrency": 2, "requests": 10, "prompt_tokens": "64:8", "prefix_tokens": 16,
                           "output_tokens": "32"}) == "c=2 n=10 prompt_tokens=64:8+16 output_tokens=32"
-    assert describe_load({"concurrency": 1, "prompts": "trace:t.jsonl", "speed": 2.0}) == "c=1 trace:t.jsonl x2"
+    # a trace replays on its own timeline: stored without a concurrency, described as a replay (older runs stored
+    # concurrency 1 for it, which must not read as c=1 either)
+    for stored in ({"concurrency": None}, {"concurrency": 1}):
+        load = stored | {"prompts": "trace:t.jsonl", "speed": 2.0, "requests": 200}
+        assert describe_load(load) == "trace replay t.jsonl x2 n=200"
+    assert describe_load({"rate": 2.0, "arrival": "poisson", "prompts": "dataset:d.jsonl", "requests": 9}) == \
+        "rate=2/s poisson n=9 dataset:d.jsonl"
     assert describe_load({"concurrency": 4, "prompts": "dataset:d.jsonl"}) == "c=4 dataset:d.jsonl"

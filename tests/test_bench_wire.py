@@ -17,7 +17,7 @@ BODY = b'{"model":"stub-model","prompt":"hi","stream":true}'
 async def _exchange(client: WireClient, body: bytes = BODY, path: str = "/api/generate"
                     ) -> tuple[dict[str, Any] | Failure, list[float], float]:
     times: list[float] = []
-    sent = [0.0]
+    sent: list[float | None] = [0.0, None]
     try:
         result: dict[str, Any] | Failure = await client.exchange(path, body, times, sent)
     except Failure as exc:
@@ -356,6 +356,7 @@ def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, sc
 
     from ollama_ops.client.wire_aio import AiohttpTransport
     from ollama_ops.core.bench.load import LoadSpec
+    from ollama_ops.core.bench.phases import PhaseSize, PhaseTimeline
     from ollama_ops.core.bench.prompts import PromptItem, plan_payloads
     from ollama_ops.services.bench.runner import Runner
     from ollama_ops.services.bench.session import open_session
@@ -367,7 +368,8 @@ def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, sc
     async def main() -> None:
         async with open_session(SimpleNamespace(base_url=stub.url, timeout=5, connect_timeout=2)) as session:
             runner = Runner(AiohttpTransport(session), "/api/generate", plan, records.append)
-            await runner.run_phase(0, LoadSpec(concurrency=1, requests=3), 3, None, warmup=False)
+            spec = LoadSpec(concurrency=1, requests=3)
+            await runner.run(spec, PhaseTimeline(PhaseSize(), 3, None, PhaseSize()))
 
     _run(main())
     assert len(records) == 3

@@ -96,7 +96,10 @@ def test_report_run_shows_figures_and_colourless_charts(sollama, history):
 def test_report_run_json_has_samples_for_charts(sollama, history):
     doc = json.loads(sollama("report", "2", "--json").stdout)
     assert doc["run"]["id"] == 2
-    assert len(doc["samples"]) == 200  # warm-up excluded
+    # the warm-up request is in the timeline, marked, and in no figure
+    assert [s["phase"] for s in doc["samples"]].count("run") == 200
+    assert [s["idx"] for s in doc["samples"] if s["phase"] == "warmup"] == [0]
+    assert doc["excluded"] == {"warmup": 1} and doc["metrics"]["ttft"]["n"] == 200
     assert doc["metrics"]["ttft"]["p50"] == pytest.approx(0.11, rel=0.05)
     assert doc["samples"][0]["offset_s"] == 0
 

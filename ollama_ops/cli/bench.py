@@ -28,8 +28,13 @@ def bench(
                                                  help="Measured requests (default: bench.requests).")] = None,
     duration: Annotated[str | None, typer.Option("--duration", "-d", rich_help_panel=_LOAD,
                                                  help="Send for this long instead (30s, 2m).")] = None,
-    warmup: Annotated[int | None, typer.Option("--warmup", rich_help_panel=_LOAD,
-                                               help="Warm-up requests, excluded from the figures.")] = None,
+    warmup: Annotated[str | None, typer.Option("--warmup", metavar="N|TIME|P%", rich_help_panel=_LOAD,
+                                               help="Warm-up before the measured requests, under the same load: N "
+                                                    "requests, a time (5s) or a share of -n/--duration (10%); "
+                                                    "excluded from the figures (default: bench.warmup).")] = None,
+    cooldown: Annotated[str | None, typer.Option("--cooldown", metavar="N|TIME|P%", rich_help_panel=_LOAD,
+                                                 help="Cool-down after them, the load kept up while the measured "
+                                                      "requests finish: N, a time or P%; excluded.")] = None,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_LOAD,
                                       help="Seed for prompt choice and arrivals.")] = 0,
     sweep: Annotated[bool, typer.Option("--sweep", rich_help_panel=_LOAD,
@@ -113,7 +118,7 @@ def bench(
                           seed=seed, api=api, prompts=prompts, max_tokens=max_tokens, options=option, slo=slo,
                           timeout=timeout, label=label, sweep=sweep, sweep_max=sweep_max, max_failures=max_failures,
                           headers=header, api_key=api_key, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                          prefix_tokens=prefix_tokens, dataset=dataset, trace=trace, speed=speed)
+                          prefix_tokens=prefix_tokens, dataset=dataset, trace=trace, speed=speed, cooldown=cooldown)
     if html is not None:
         from ollama_ops.services.html_report import check_target
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ollama_ops.core.options import Bound, bound_for, check_duration, duration_for
+from ollama_ops.core.options import Bound, PhaseBounds, bound_for, check_duration, check_phase, duration_for, phase_for
 
 NUMBER_TYPES = (click.types.IntParamType, click.types.FloatParamType)
 
@@ -49,6 +49,21 @@ class DurationText(click.ParamType):
         return value
 
 
+class PhaseText(click.ParamType):
+    """A warm-up/cool-down size given as text ('10', '5s', '10%'), checked and passed on unchanged."""
+
+    name = "text"
+
+    def __init__(self, bounds: PhaseBounds) -> None:
+        self.bounds = bounds
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        problem = check_phase(str(value), self.bounds)
+        if problem:
+            self.fail(problem, param, ctx)
+        return value
+
+
 def _flag(param: click.Parameter) -> str:
     longs = [opt for opt in param.opts if opt.startswith("--")]
     return longs[0] if longs else (param.opts[0] if param.opts else str(param.name))
@@ -74,8 +89,11 @@ def bound_command(command: click.Command, path: str) -> None:
                 param.type = BoundedNumber(isinstance(param.type, click.types.IntParamType), bound)
         elif isinstance(param.type, click.types.StringParamType):
             duration = duration_for(path, flag)
+            phase = phase_for(path, flag)
             if duration is not None:
                 param.type = DurationText(*duration)
+            elif phase is not None:
+                param.type = PhaseText(phase)
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
             bound_command(sub, f"{path} {name}")

@@ -9,7 +9,9 @@ server_error (an `{"error": …}` line).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, Protocol
 
 from ollama_ops.core.ndjson import chunk_text
@@ -18,6 +20,14 @@ DONE_FALSE = b'"done":false'
 EMPTY_RESPONSE = b'"response":""'
 EMPTY_CONTENT = b'"content":""'
 THINKING = b'"thinking":"'
+QUEUE_WAIT_HEADER = b"x-queue-wait-ms"  # a sollama gateway's wait before sending upstream (ms)
+
+# asyncio's timers wake up to ~1 ms late (epoll waits in whole ms, and a timer counts as due within the clock's
+# resolution): `wait_until` sleeps until YIELD_S before the due time, yields loop turns (other streams go on)
+# until SPIN_S before it, and spins the last SPIN_S without yielding (a callback run in a yield could make the
+# send late; the chunks of other streams meanwhile keep their kernel timestamps).
+YIELD_S = 0.002
+SPIN_S = 0.0002
 
 
 class Failure(Exception):
@@ -31,17 +41,41 @@ class Failure(Exception):
 class Transport(Protocol):
     """How the bench sends one streamed request and clocks its chunks.
 
-    `exchange` POSTs `body` to `path`, appends the arrival time (perf_counter seconds) of every text chunk to
-    `times`, may replace `sent[0]` with the time the request's bytes went to the socket, and returns the final
-    object, or raises `Failure`. `reads` counts response reads stamped by the kernel / at read time; a transport
-    without `kernel_stamps` clocks every chunk when its event loop reads it."""
+    `exchange` POSTs `body` to `path` (at perf_counter time `due` when given: `wait_until`, once it holds a
+    connection), appends the arrival time (perf_counter seconds) of every text chunk to `times`, replaces `sent[0]`
+    with the time the request's bytes went to the socket, sets `sent[1]` to the queue wait (seconds) a sollama
+    gateway reported in `X-Queue-Wait-Ms` (left as is when there is none), and returns the final object, or raises
+    `Failure`. `reads` counts response reads stamped by the kernel / at read time; a transport without
+    `kernel_stamps` clocks every chunk when its event loop reads it."""
 
     reads: list[int]
     kernel_stamps: bool
 
-    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]: ...
+    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float | None],
+                       due: float | None = None) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+async def wait_until(due: float) -> None:
+    """Return at perf_counter time `due` as closely as the event loop allows (see YIELD_S / SPIN_S)."""
+    clock = time.perf_counter
+    delay = due - clock()
+    if delay > YIELD_S:
+        await asyncio.sleep(delay - YIELD_S)
+    while due - clock() > SPIN_S:
+        await asyncio.sleep(0)
+    while clock() < due:
+        pass
+
+
+def queue_wait_s(value: bytes | str) -> float | None:
+    """An `X-Queue-Wait-Ms` header value → seconds (None when it is not a finite, non-negative number)."""
+    try:
+        ms = float(value)
+    except ValueError:
+        return None
+    return ms / 1000.0 if 0 <= ms < float("inf") else None
 
 
 def status_kind(status: int, body: bytes) -> str:

@@ -22,7 +22,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ollama_ops.client.protocol import error_message, out_of_files
-from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
+from ollama_ops.client.transport import (
+    QUEUE_WAIT_HEADER,
+    Failure,
+    feed_lines,
+    queue_wait_s,
+    slow_line,
+    status_kind,
+    wait_until,
+)
 from ollama_ops.core.bench.sse import SseDecoder, StreamError
 from ollama_ops.edges.stamped import StampedTransport, open_stamped
 
@@ -47,6 +55,7 @@ class WireConnection(asyncio.Protocol):
         self._stamped: StampedTransport | None = None
         self._now = 0.0  # arrival time of the bytes being parsed
         self._sse: SseDecoder | None = None  # the OpenAI APIs' server-sent events, else NDJSON
+        self._sent: list[float | None] = [0.0, None]  # the request's [send time, gateway queue wait]
         self._reset()
 
     def _reset(self) -> None:
@@ -96,9 +105,11 @@ class WireConnection(asyncio.Protocol):
 
     # -- requests ---------------------------------------------------------------------------------------------
 
-    def start(self, request: bytes, times: list[float], timeout: float | None, sse: bool = False) -> float:
-        """Write one request; returns the time its bytes went to the socket. `self.fut` resolves to the final
-        object or fails with a `Failure`. `sse`: the answer is server-sent events (the OpenAI APIs)."""
+    def start(self, request: bytes, times: list[float], timeout: float | None, sse: bool = False,
+              sent: list[float | None] | None = None) -> float:
+        """Write one request; returns the time its bytes went to the socket (also put in `sent[0]`; `sent[1]`
+        gets the gateway's queue wait from the answer's head). `self.fut` resolves to the final object or fails
+        with a `Failure`. `sse`: the answer is server-sent events (the OpenAI APIs)."""
         loop = asyncio.get_running_loop()
         self._reset()
         self._sse = SseDecoder() if sse else None
@@ -107,9 +118,10 @@ class WireConnection(asyncio.Protocol):
         if timeout is not None:
             self._timer = loop.call_later(timeout, self._on_timeout)
         assert self.transport is not None
-        sent = time.perf_counter()
+        self._sent = sent if sent is not None else [0.0, None]
+        now = self._sent[0] = time.perf_counter()
         self.transport.write(request)
-        return sent
+        return now
 
     def abort(self) -> None:
         """Give up on the request in flight (cancelled): the connection is not reused."""
@@ -276,6 +288,8 @@ class WireConnection(asyncio.Protocol):
                     length = int(value.strip())
                 except ValueError:
                     raise Failure("disconnect", "invalid HTTP Content-Length") from None
+            elif name == QUEUE_WAIT_HEADER:
+                self._sent[1] = queue_wait_s(value.strip())
             elif name == b"connection":
                 token = value.strip().lower()
                 if token == b"close":
@@ -380,12 +394,22 @@ class WireClient:
         self._all.add(conn)
         return conn
 
-    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]:
-        """POST `body` to `path`; text-chunk arrival times go to `times`, the send time to `sent[0]`; returns the
-        final object or raises `Failure`."""
+    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float | None],
+                       due: float | None = None) -> dict[str, Any]:
+        """POST `body` to `path` (at `due`, waited for once a connection is held); text-chunk arrival times go to
+        `times`, the send time to `sent[0]`, a gateway's queue wait to `sent[1]`; returns the final object or
+        raises `Failure`."""
         request = self.request_bytes(path, body)
         conn = await self._connection()
-        sent[0] = conn.start(request, times, self.timeout, self.sse)
+        if due is not None:
+            try:
+                await wait_until(due)
+            except asyncio.CancelledError:
+                self.idle.append(conn)
+                raise
+            if conn.closed:  # the server closed the idle connection while we waited
+                conn = await self._connection()
+        conn.start(request, times, self.timeout, self.sse, sent)
         fut = conn.fut
         assert fut is not None
         try:

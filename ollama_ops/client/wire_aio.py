@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from ollama_ops.client.protocol import error_message, out_of_files
-from ollama_ops.client.transport import Failure, feed_lines, slow_line, status_kind
+from ollama_ops.client.transport import Failure, feed_lines, queue_wait_s, slow_line, status_kind, wait_until
 from ollama_ops.core.bench.sse import SseDecoder, StreamError
 
 _HEADERS = {"Content-Type": "application/json", "User-Agent": "sollama-bench"}
@@ -33,11 +33,14 @@ class AiohttpTransport:
         self.headers = _HEADERS | (headers or {})
         self.sse = sse
 
-    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float]) -> dict[str, Any]:
-        """POST one request and collect the arrival times of text chunks; returns the final object."""
+    async def exchange(self, path: str, body: bytes, times: list[float], sent: list[float | None],
+                       due: float | None = None) -> dict[str, Any]:
+        """POST one request (at `due`) and collect the arrival times of text chunks; returns the final object."""
+        if due is not None:
+            await wait_until(due)
         sent[0] = time.perf_counter()
         try:
-            return await self._exchange(path, body, times)
+            return await self._exchange(path, body, times, sent)
         except aiohttp.ClientConnectorError as exc:
             if out_of_files(exc):
                 raise Failure("local", "too many open files") from None
@@ -52,8 +55,11 @@ class AiohttpTransport:
         except StreamError as exc:
             raise Failure(exc.kind, str(exc)) from None
 
-    async def _exchange(self, path: str, body: bytes, times: list[float]) -> dict[str, Any]:
+    async def _exchange(self, path: str, body: bytes, times: list[float], sent: list[float | None]) -> dict[str, Any]:
         async with self.session.post(path, data=body, headers=self.headers) as resp:
+            wait = resp.headers.get("X-Queue-Wait-Ms")
+            if wait is not None:
+                sent[1] = queue_wait_s(wait)
             if resp.status >= 400:
                 raw = await resp.read()
                 raise Failure(status_kind(resp.status, raw), f"HTTP {resp.status}: {error_message(raw)}")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollama_ops.errors import UsageError
+
+if TYPE_CHECKING:
+    from ollama_ops.core.bench.phases import PhaseSize
 
 INT32_MAX = 2**31 - 1
 WEEK_S = 7 * 86400.0  # the longest timeout or wait: beyond it asyncio/httpx timers overflow or nobody waits
@@ -85,7 +88,6 @@ FLAG_BOUNDS: dict[str, Bound] = {
     "bench --sweep-max": Bound(1, MAX_CONCURRENCY, why="as bench.concurrency"),
     "bench --rate": Bound(0, 100_000, above=True),
     "bench --requests": Bound(1, 10**7),
-    "bench --warmup": Bound(0, 10**6),
     "bench --seed": Bound(0, 2**63 - 1),
     "bench --prefix-tokens": Bound(0, 2**20, why="a million tokens"),
     "bench --speed": Bound(0, 1000, above=True),
@@ -113,6 +115,16 @@ DURATION_FLAGS: dict[str, tuple[Bound, bool]] = {
     "report --since": (Bound(0, 100 * 365 * 86400.0, why="a century"), True),
 }
 
+# Warm-up / cool-down sizes written as a count, a time or a percentage (`core.bench.phases`): a bound for each.
+@dataclass(frozen=True)
+class PhaseBounds:
+    count: Bound
+    seconds: Bound
+    percent: Bound
+
+
+_PHASE = PhaseBounds(count=Bound(0, 10**6), seconds=Bound(0, WEEK_S, why="a week"), percent=Bound(0, 100))
+PHASE_FLAGS: dict[str, PhaseBounds] = {"bench --warmup": _PHASE, "bench --cooldown": _PHASE}
 
 KEEP_ALIVE = DURATION_FLAGS["--keep-alive"][0]  # also the config's server/generate.keep_alive
 
@@ -125,6 +137,41 @@ def bound_for(command: str, flag: str) -> Bound | None:
 def duration_for(command: str, flag: str) -> tuple[Bound, bool] | None:
     """The range (seconds) of duration `flag` of `command` and whether it takes days, or None."""
     return DURATION_FLAGS.get(f"{command} {flag}") or DURATION_FLAGS.get(flag)
+
+
+def phase_for(command: str, flag: str) -> PhaseBounds | None:
+    """The bounds of warm-up/cool-down flag `flag` of `command`, or None."""
+    return PHASE_FLAGS.get(f"{command} {flag}")
+
+
+def check_phase(text: str, bounds: PhaseBounds) -> str | None:
+    """None when `text` is a count, time or percentage within `bounds`, else what is wrong with it."""
+    from ollama_ops.core.bench.phases import parse_phase
+
+    try:
+        size = parse_phase(text)
+    except ValueError as exc:
+        return str(exc)
+    if size.percent is not None:
+        problem = bounds.percent.problem(size.percent)
+        return None if problem is None else f"as a percentage {problem}"
+    if size.seconds is not None:
+        problem = bounds.seconds.problem(size.seconds)
+        return None if problem is None else f"as a time (seconds) {problem}"
+    return bounds.count.problem(size.count or 0)
+
+
+def phase_size(command: str, flag: str, text: str | int) -> PhaseSize:
+    """Warm-up/cool-down flag `flag` of `command` → a checked PhaseSize; UsageError naming the flag."""
+    from ollama_ops.core.bench.phases import parse_phase
+
+    bounds = phase_for(command, flag)
+    if bounds is None:
+        raise KeyError(f"{command} {flag} is not in PHASE_FLAGS")
+    problem = check_phase(str(text), bounds)
+    if problem:
+        raise UsageError(f"{flag} {problem}")
+    return parse_phase(text)
 
 
 def check_flag_values(command: str, values: dict[str, float | None]) -> None:

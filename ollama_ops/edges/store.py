@@ -23,7 +23,7 @@ from ollama_ops.errors import SollamaError
 
 __all__ = ["RequestRecord", "RunMeta", "RunRecord", "Store", "UsageRow", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS requests (
     ok INTEGER NOT NULL,
     error_kind TEXT,
     error TEXT,
+    phase TEXT NOT NULL DEFAULT 'run',
+    gateway_queue_s REAL,
+    turn INTEGER,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS usage (
@@ -93,6 +96,12 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage(time);
 """
 # Schema 2: usage rows name the gateway key (and request id) that made them.
 _MIGRATE_2 = "ALTER TABLE usage ADD COLUMN key TEXT; ALTER TABLE usage ADD COLUMN request_id TEXT;"
+# Schema 3: a request's phase (warm-up rows become "warmup"; older runs had no cool-down), the queue wait a gateway
+# reported, and its conversation turn.
+_MIGRATE_3 = ("ALTER TABLE requests ADD COLUMN phase TEXT NOT NULL DEFAULT 'run'; "
+              "ALTER TABLE requests ADD COLUMN gateway_queue_s REAL; ALTER TABLE requests ADD COLUMN turn INTEGER; "
+              "UPDATE requests SET phase = 'warmup' WHERE warmup = 1;")
+_MIGRATIONS = {1: _MIGRATE_2 + _MIGRATE_3, 2: _MIGRATE_3}
 
 
 @dataclass
@@ -118,7 +127,7 @@ class UsageRow:
 
 _REQUEST_COLUMNS = ("run_id", "idx", "warmup", "send_time", "ttft", "e2el", "itl", "output_tokens",
                     "output_tokens_source", "prompt_tokens", "load_s", "prompt_eval_s", "eval_s", "total_s",
-                    "queue_s", "ok", "error_kind", "error")
+                    "queue_s", "ok", "error_kind", "error", "phase", "gateway_queue_s", "turn")
 _USAGE_COLUMNS = ("time", "command", "model", "prompt_tokens", "eval_tokens", "total_s", "load_s",
                   "prompt_eval_s", "eval_s", "ttft_s", "outcome", "error", "prompt", "key", "request_id")
 _RUN_META_COLUMNS = ("label", "started_at", "host", "ollama_version", "model", "model_digest", "api", "load",
@@ -180,8 +189,9 @@ class Store:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if version == 1:
-            conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        if version in _MIGRATIONS:
+            conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[version]} PRAGMA user_version = {SCHEMA_VERSION}; "
+                               "COMMIT;")
         elif version < SCHEMA_VERSION:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
@@ -421,7 +431,7 @@ def _request_values(run_id: int, r: RequestRecord) -> tuple[Any, ...]:
     itl = "[" + ",".join([f"{gap:.7f}" for gap in r.itl]) + "]"
     return (run_id, r.idx, int(r.warmup), r.send_time, r.ttft, r.e2el, itl, r.output_tokens,
             r.output_tokens_source, r.prompt_tokens, r.load_s, r.prompt_eval_s, r.eval_s, r.total_s, r.queue_s,
-            int(r.ok), r.error_kind, r.error)
+            int(r.ok), r.error_kind, r.error, r.phase, r.gateway_queue_s, r.turn)
 
 
 def _request_record(row: tuple[Any, ...]) -> RequestRecord:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollama_ops.core.bench.load import describe_load
+from ollama_ops.core.bench.phases import PHASE_LABELS
 from ollama_ops.core.units import format_seconds
 from ollama_ops.render.console import display_warning
 
@@ -34,7 +35,9 @@ def render_bench(console: Console, result: Any) -> None:
         ("run", f"#{result.run_id} ({result.status})" + (f" label {result.label}" if result.label else "")),
         ("model", f"{result.model} @ {result.host}" + (f" (Ollama {result.ollama_version})"
                                                         if result.ollama_version else "")),
-        ("load", f"{describe_load(result.load)}, warm-up {result.load.get('warmup', 0)}, api {result.api}"),
+        ("load", f"{describe_load(result.load)}, warm-up {result.load.get('warmup', 0)}"
+                 + (f", cool-down {result.load['cooldown']}" if result.load.get("cooldown") else "")
+                 + f", api {result.api}"),
         ("requests", f"{s.requests_ok} ok, {s.requests_failed} failed" + (
             " (" + ", ".join(f"{k} ×{n}" for k, n in s.errors.items()) + ")" if s.errors else "")),
         ("duration", format_seconds(s.duration_s)),
@@ -59,6 +62,10 @@ def render_bench(console: Console, result: Any) -> None:
                 rows.append((label, f"requested mean {asked.mean:.1f} (p50 {asked.p50:g}, max {asked.max:g}) · "
                                     f"achieved mean {got.mean:.1f} (p50 {got.p50:g}, min {got.min:g}, "
                                     f"max {got.max:g}) by the server's count"))
+    if any(p.excluded for p in result.phases):
+        rows.append(("phases", " · ".join(
+            f"{PHASE_LABELS[p.phase]} {p.requests} sent {p.first_send_s:.2f}–{p.last_send_s:.2f} s"
+            + (" (excluded)" if p.excluded else "") for p in result.phases)))
     lag = result.send_lag
     if lag is not None:
         rows.append(("send lag", f"socket write − scheduled send: p50 {_ms(lag.p50)} ms, p99 {_ms(lag.p99)} ms, "
@@ -74,14 +81,17 @@ def render_bench(console: Console, result: Any) -> None:
     table.add_column("metric")
     for col in ("n", "mean", "p50", "p90", "p95", "p99", "max"):
         table.add_column(col, justify="right")
-    for name in ("ttft", "tpot", "itl", "e2el"):
+    for name in ("ttft", "tpot", "itl", "e2el", "gateway_queue"):
         d = getattr(s, name)
+        label = "GATEWAY QUEUE" if name == "gateway_queue" else name.upper()
         if d is None:
-            table.add_row(name.upper(), "0", *["-"] * 6)
+            if name != "gateway_queue":
+                table.add_row(label, "0", *["-"] * 6)
             continue
-        table.add_row(name.upper(), str(d.n), _ms(d.mean), _ms(d.p50), _ms(d.p90), _ms(d.p95), _ms(d.p99),
-                      _ms(d.max))
+        table.add_row(label, str(d.n), _ms(d.mean), _ms(d.p50), _ms(d.p90), _ms(d.p95), _ms(d.p99), _ms(d.max))
     console.print(table)
+    if result.gateway_queue_absent:
+        console.print(Text(f"gateway queue wait: {result.gateway_queue_absent}", style="dim"))
 
     if result.turns:
         turns = Table(title="TTFT by conversation turn (ms)", title_justify="left")

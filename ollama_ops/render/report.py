@@ -108,7 +108,13 @@ def _detail_lines(data: RunDetail) -> list[tuple[str, str]]:
              ("duration", _num(f.duration_s, "s")), ("request/s", _num(f.request_rate)),
              ("output tok/s", _num(f.output_throughput)),
              ("clock", (run.summary or {}).get("arrival_clock") or "-")]
+    if data.excluded:
+        lines.insert(8, ("excluded", ", ".join(f"{n} {_PHASE_WORDS.get(p, p)}" for p, n in data.excluded.items())
+                         + " (stored, not in the figures)"))
     return lines
+
+
+_PHASE_WORDS = {"warmup": "warm-up", "cooldown": "cool-down"}
 
 
 _DIST_HEADER = ("METRIC", "N", "MEAN", "P50", "P90", "P95", "P99", "MAX")

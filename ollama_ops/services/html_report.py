@@ -108,21 +108,38 @@ def _histogram_chart(chart_id: str, title: str, values_s: list[float], role: str
                      f" of {hist.width:.3g} ms" if hist.width else ""))
 
 
-def _over_time_chart(ok: list[RequestRecord], start: float) -> Chart:
-    rows = sorted(ok, key=lambda r: r.send_time)
+def _over_time_chart(ok: list[RequestRecord], start: float, excluded: list[RequestRecord] | None = None) -> Chart:
+    """TTFT and E2EL of each measured request by send time; the warm-up and cool-down requests (`excluded`) as
+    series of their own, so the page shows where the measured window begins and ends."""
+    from ollama_ops.core.bench.phases import PHASE_LABELS
+
+    rows = sorted([*ok, *(excluded or [])], key=lambda r: r.send_time)
     nan = float("nan")
-    columns = chart_data.thin([[r.send_time - start for r in rows], [nan if r.ttft is None else r.ttft * 1000
-                                                                      for r in rows],
+    codes = {"warmup": 1.0, "cooldown": 2.0}
+    columns = chart_data.thin([[r.send_time - start for r in rows],
+                               [nan if r.ttft is None or r.warmup else r.ttft * 1000 for r in rows],
+                               [nan if r.warmup else (r.e2el or 0.0) * 1000 for r in rows],
+                               [codes.get(r.phase, 0.0) for r in rows],
                                [(r.e2el or 0.0) * 1000 for r in rows]], SERIES_CAP)
-    ttft = [None if v != v else v for v in columns[1]]  # NaN → a gap
-    e2el: list[float | None] = list(columns[2])
+
+    def gaps(values: list[float]) -> list[float | None]:
+        return [None if v != v else v for v in values]  # NaN → a gap
+
+    series = [ChartSeries("TTFT ms", gaps(columns[1]), style="points", role="ttft"),
+              ChartSeries("E2EL ms", gaps(columns[2]), style="points", role="e2el")]
+    for phase, code in codes.items():
+        ys: list[float | None] = [e if c == code else None for c, e in zip(columns[3], columns[4], strict=True)]
+        if any(v is not None for v in ys):
+            series.append(ChartSeries(f"{PHASE_LABELS[phase]} E2EL ms (excluded)", ys, style="points", role=phase))
     thinned = len(columns[0]) < len(rows)
+    marked = {p: sum(1 for r in rows if r.phase == p) for p in codes}
+    note = (f"every request ({len(rows)})" if not thinned else f"{len(columns[0])} of {len(rows)} requests, "
+            "evenly spread")
+    if any(marked.values()):
+        note += "; " + ", ".join(f"{n} {PHASE_LABELS[p]}" for p, n in marked.items() if n) + \
+            " request(s) marked, not in any figure"
     return Chart(id="over-time", title="Latency over time", x_label="send time (s since the first request)",
-                 y_label="ms", x=columns[0],
-                 series=[ChartSeries("TTFT ms", ttft, style="points", role="ttft"),
-                         ChartSeries("E2EL ms", e2el, style="points", role="e2el")],
-                 note=(f"every request ({len(rows)})" if not thinned
-                       else f"{len(columns[0])} of {len(rows)} requests, evenly spread"))
+                 y_label="ms", x=columns[0], series=series, note=note)
 
 
 def _breakdown_chart(ok: list[RequestRecord], start: float) -> Chart | None:
@@ -147,17 +164,19 @@ def _breakdown_chart(ok: list[RequestRecord], start: float) -> Chart | None:
 
 
 def _run_charts(requests: list[RequestRecord]) -> list[Chart]:
+    """The charts of one run from its request rows (warm-up and cool-down included: marked on the timeline)."""
     from ollama_ops.services.report import metric_samples
 
     ok = [r for r in requests if r.ok and not r.warmup and r.e2el is not None]
     if not ok:
         return []
+    excluded = [r for r in requests if r.ok and r.warmup and r.e2el is not None]
     start = min(r.send_time for r in requests)
     samples = metric_samples(ok)
     charts = [_histogram_chart("ttft", "TTFT", samples["ttft"], "ttft", "requests"),
               _histogram_chart("e2el", "E2EL", samples["e2el"], "e2el", "requests"),
               _histogram_chart("itl", "ITL", samples["itl"], "itl", "gaps"),
-              _over_time_chart(ok, start)]
+              _over_time_chart(ok, start, excluded)]
     breakdown = _breakdown_chart(ok, start)
     if breakdown is not None:
         charts.append(breakdown)
@@ -227,7 +246,7 @@ def run_report(store: Store, run_id: int) -> HtmlReport:
     from ollama_ops.services.report import show_run
 
     detail = show_run(store, run_id)
-    requests = store.requests(run_id)
+    requests = store.requests(run_id, include_warmup=True)
     charts = _run_charts(requests)
     sweep: list[SweepRow] = []
     slo = {str(k): float(v) for k, v in ((detail.run.summary or {}).get("slo") or {}).items()}

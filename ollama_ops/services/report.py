@@ -69,6 +69,9 @@ class RequestSample:
     e2el: float | None
     output_tokens: int
     error_kind: str | None = None
+    phase: str = "run"  # warmup | run | cooldown: only "run" is in the figures
+    gateway_queue_s: float | None = None
+    turn: int | None = None
 
 
 @dataclass
@@ -103,6 +106,7 @@ class RunDetail:
     samples: list[RequestSample]
     breakdown: list[BreakdownPart] = field(default_factory=list)
     sweep: list[LoadPoint] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)  # warm-up / cool-down requests (not in the figures)
 
 
 @dataclass
@@ -254,16 +258,25 @@ def summary_figures(summary: dict[str, Any]) -> RunFigures | None:
 def show_run(store: Store, run_id: int) -> RunDetail:
     """One run: its metadata, figures, distributions of each metric, per-request samples, and its sweep."""
     run = store.run(run_id)
-    requests = store.requests(run_id)
+    every = store.requests(run_id, include_warmup=True)  # warm-up and cool-down only for the timeline
+    requests = [r for r in every if not r.warmup]
     samples = metric_samples(requests)
     metrics = {name: describe(samples[name]) for name in ("ttft", "tpot", "itl", "e2el")}
     metrics["output_tokens"] = describe([float(r.output_tokens) for r in requests if r.ok])
-    start = min((r.send_time for r in requests), default=0.0)
+    waits = [r.gateway_queue_s for r in requests if r.gateway_queue_s is not None]
+    if waits:
+        metrics["gateway_queue"] = describe(waits)
+    start = min((r.send_time for r in every), default=0.0)
     points = [RequestSample(idx=r.idx, offset_s=r.send_time - start, ok=r.ok, ttft=r.ttft, e2el=r.e2el,
-                            output_tokens=r.output_tokens, error_kind=r.error_kind) for r in requests]
+                            output_tokens=r.output_tokens, error_kind=r.error_kind, phase=r.phase,
+                            gateway_queue_s=r.gateway_queue_s, turn=r.turn) for r in every]
     sweep = _sweep_points(store, run) if run.sweep_id else []
+    excluded: dict[str, int] = {}
+    for r in every:
+        if r.warmup:
+            excluded[r.phase] = excluded.get(r.phase, 0) + 1
     return RunDetail(run=run, load=describe_load(run.load), figures=figures(requests), metrics=metrics,
-                     samples=points, breakdown=breakdown(requests), sweep=sweep)
+                     samples=points, breakdown=breakdown(requests), sweep=sweep, excluded=excluded)
 
 
 def _sweep_points(store: Store, run: RunRecord) -> list[LoadPoint]:

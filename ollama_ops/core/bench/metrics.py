@@ -180,6 +180,9 @@ class BenchSummary:
     slo: dict[str, float] = field(default_factory=dict)
     goodput: float | None = None
     slo_attainment: float | None = None
+    # The wait a sollama gateway reported for each request (`X-Queue-Wait-Ms`, failures included); None when the
+    # server reported none (Ollama itself, any other server).
+    gateway_queue: Distribution | None = None
 
 
 # One row of MetricsAccumulator's pending buffer: send offset, TTFT, E2EL, TPOT, the parts, their shares (NaN when
@@ -212,6 +215,7 @@ class MetricsAccumulator:
         self.e2el = QuantileSketch()
         self.tpot = QuantileSketch()
         self.itl = QuantileSketch()
+        self.gateway_queue = QuantileSketch()
         # Each part of a request's time in seconds, and its share of the same request's E2EL.
         self.parts = {k: QuantileSketch() for k in BREAKDOWN_LABELS}
         self.shares = {k: QuantileSketch() for k in BREAKDOWN_LABELS}
@@ -222,6 +226,9 @@ class MetricsAccumulator:
 
     def add(self, record: Any, send_offset: float = 0.0) -> None:
         """Add one request (a `records.RequestRecord` or anything with its fields)."""
+        wait = record.gateway_queue_s
+        if wait is not None:
+            self.gateway_queue.add(wait)
         if not record.ok:
             self.failed += 1
             kind = record.error_kind or "error"
@@ -291,7 +298,7 @@ class MetricsAccumulator:
 
     def nbytes(self) -> int:
         """Memory held by the samples: bounded (see `quantiles`), whatever the number of requests."""
-        return (sum(s.nbytes() for s in (*self._sinks, self.itl)) + self.series.nbytes()
+        return (sum(s.nbytes() for s in (*self._sinks, self.itl, self.gateway_queue)) + self.series.nbytes()
                 + sys.getsizeof(self._rows))
 
     def summary(self, duration_s: float) -> BenchSummary:
@@ -311,7 +318,8 @@ class MetricsAccumulator:
             ttft=self.ttft.describe(), tpot=self.tpot.describe(), itl=self.itl.describe(),
             e2el=self.e2el.describe(), breakdown=self.breakdown(), slo=self.slo.as_dict(),
             goodput=per_second(self.good) if self.slo else None,
-            slo_attainment=(self.good / self.count if self.count else 0.0) if self.slo else None)
+            slo_attainment=(self.good / self.count if self.count else 0.0) if self.slo else None,
+            gateway_queue=self.gateway_queue.describe())
 
 
 def _has_nan(column: array[float]) -> bool:

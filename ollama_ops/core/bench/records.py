@@ -57,7 +57,12 @@ class RunRecord:
 
 @dataclass
 class RequestRecord:
-    """One request of a run. Times are seconds; `send_time` is epoch seconds; `itl` are the inter-chunk gaps."""
+    """One request of a run. Times are seconds; `send_time` is epoch seconds; `itl` are the inter-chunk gaps.
+
+    `phase` is warmup | run | cooldown; `warmup` is true for every request excluded from the figures (warm-up or
+    cool-down: the stored column of that name has always meant "not measured"), and follows `phase` when that is
+    given. `gateway_queue_s`: the wait a sollama gateway reported (`X-Queue-Wait-Ms`), None when the server sent
+    none. `turn`: the 1-based turn of a conversation (`--dataset`), else None."""
 
     idx: int
     send_time: float
@@ -77,6 +82,15 @@ class RequestRecord:
     error_kind: str | None = None
     error: str | None = None
     run_id: int | None = None
+    phase: str = ""
+    gateway_queue_s: float | None = None
+    turn: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.phase:
+            self.phase = "warmup" if self.warmup else "run"
+        else:
+            self.warmup = self.phase != "run"
 
     @property
     def tpot(self) -> float | None:

@@ -9,7 +9,8 @@
     "part:load": "#9467bd", "part:prompt_eval": "#17becf", "part:eval": "#2ca02c", "part:wait": "#ff7f0e",
     "part:queue": "#7f7f7f",
     regressed: "#d62728", improved: "#2ca02c", "no change": "#4c6ef5", "n/a": "#adb5bd",
-    threshold: "#e8590c", slo: "#d62728", knee: "#000000"
+    threshold: "#e8590c", slo: "#d62728", knee: "#000000",
+    warmup: "#adb5bd", cooldown: "#868e96"
   };
   var registry = (window.sollamaCharts = {});
   document.documentElement.className += " js";

@@ -10,6 +10,7 @@ from ollama_ops.core.bench.apis import APIS, header_names
 from ollama_ops.core.bench.gate import FailureBudget
 from ollama_ops.core.bench.load import Arrival, LoadSpec
 from ollama_ops.core.bench.metrics import SLO
+from ollama_ops.core.bench.phases import as_phase
 from ollama_ops.core.bench.prompts import BUILTIN_SETS, PromptItem, builtin_prompts, parse_prompt_file
 from ollama_ops.core.bench.synthetic import LengthSpec
 from ollama_ops.errors import UsageError
@@ -72,9 +73,11 @@ def load_prompts(spec: str) -> list[PromptItem]:
 
 def load_settings(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
     """The load settings stored with a run (what `report --compare` pairs runs by)."""
-    return {"concurrency": None if spec.open_loop else spec.concurrency, "rate": spec.rate,
+    replay = config.trace is not None  # on the trace's own timeline: no concurrency, no rate
+    return {"concurrency": None if spec.open_loop or replay else spec.concurrency, "rate": spec.rate,
             "arrival": spec.arrival if spec.open_loop else None, "max_concurrency": spec.max_concurrency,
-            "requests": spec.requests, "duration": spec.duration, "warmup": spec.warmup,
+            "requests": spec.requests, "duration": spec.duration, "warmup": as_phase(spec.warmup).describe(),
+            **({"cooldown": as_phase(spec.cooldown).describe()} if spec.cooldown else {}),
             "max_tokens": config.max_tokens, "prompts": config.prompts, "seed": spec.seed,
             "options": dict(config.options), "timeout": config.timeout,
             **({"headers": header_names(config.headers)} if config.headers else {}),
@@ -87,14 +90,14 @@ def load_settings(config: BenchConfig, spec: LoadSpec) -> dict[str, Any]:
 
 def build_config(settings: Any, *, model: str, concurrency: int | None = None, rate: float | None = None,
                  arrival: str = "poisson", max_concurrency: int | None = None, requests: int | None = None,
-                 duration: str | None = None, warmup: int | None = None, seed: int | None = 0,
+                 duration: str | None = None, warmup: str | int | None = None, seed: int | None = 0,
                  api: str | None = None, prompts: str | None = None, max_tokens: int | None = None,
                  options: list[str] | None = None, slo: str | None = None, timeout: float | None = None,
                  label: str | None = None, sweep: bool = False, sweep_max: int = 64,
                  max_failures: str | None = None, headers: list[str] | None = None, api_key: str | None = None,
                  prompt_tokens: str | None = None, output_tokens: str | None = None,
                  prefix_tokens: int | None = None, dataset: str | None = None, trace: str | None = None,
-                 speed: float | None = None) -> BenchConfig:
+                 speed: float | None = None, cooldown: str | int | None = None) -> BenchConfig:
     """Flags over the `bench` config section → a validated BenchConfig (UsageError on contradictions)."""
     from ollama_ops.core.bench.arrivals import ARRIVALS
     from ollama_ops.core.bench.gate import parse_max_failures
@@ -107,8 +110,22 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
         raise UsageError(f"--api must be one of {' | '.join(APIS)}, got {api!r}")
     synthetic = _synthetic(prompt_tokens, output_tokens, prefix_tokens, prompts, max_tokens)
     recorded = _recorded(dataset, trace, speed, prompts, prompt_tokens, rate, concurrency)
+    from ollama_ops.core.options import phase_size
+
+    warm = phase_size("bench", "--warmup", b.warmup if warmup is None else warmup)
+    cool = phase_size("bench", "--cooldown", 0 if cooldown is None else cooldown)
     if recorded and requests is None and duration is None:
         requests = recorded.pop("_requests")
+        if "trace" in recorded:  # the trace is the timeline: its warm-up and cool-down come out of it
+            from ollama_ops.core.bench.phases import PhaseSize, trace_counts
+
+            offsets = [e.offset / recorded["speed"] for e in recorded["trace"]]
+            counts = trace_counts(offsets, warm, cool)
+            warm, cool = PhaseSize(count=counts[0]), PhaseSize(count=counts[1])
+            requests -= sum(counts)
+            if requests < 1:
+                raise UsageError(f"--warmup and --cooldown leave no request of the {len(offsets)} in the trace "
+                                 "to measure")
     recorded.pop("_requests", None)
     from ollama_ops.core.bench.apis import parse_headers
 
@@ -126,7 +143,7 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
     # the CLI's own ranges (core/options.py), for callers that come without the CLI
     check_flag_values("bench", {"--rate": rate, "--concurrency": concurrency, "--max-concurrency": max_concurrency,
                                 "--requests": requests, "--max-tokens": max_tokens, "--sweep-max": sweep_max,
-                                "--warmup": warmup, "--timeout": timeout, "--seed": seed})
+                                "--timeout": timeout, "--seed": seed})
     seconds = None if duration is None else duration_seconds("bench", "--duration", duration)
     try:
         objectives = parse_slo(slo)
@@ -138,7 +155,7 @@ def build_config(settings: Any, *, model: str, concurrency: int | None = None, r
         raise UsageError(f"--max-failures {exc}") from None
     spec = LoadSpec(concurrency=concurrency or b.concurrency, rate=rate, arrival=cast(Arrival, arrival),
                     max_concurrency=max_concurrency, requests=None if seconds else (requests or b.requests),
-                    duration=seconds, warmup=b.warmup if warmup is None else warmup, seed=seed)
+                    duration=seconds, warmup=warm, cooldown=cool, seed=seed)
     address = parse_host(settings.server.host)
     return BenchConfig(model=model, base_url=address.base_url, host=address.base_url.split("://", 1)[-1],
                        load=spec, api=cast(Api, api or b.api), prompts=prompts or b.prompts,
@@ -163,10 +180,11 @@ def _recorded(dataset: str | None, trace: str | None, speed: float | None, promp
     flag = "--dataset" if dataset is not None else "--trace"
     if dataset is not None and trace is not None:
         raise UsageError("--dataset and --trace exclude each other")
-    for other, given in (("--prompts", prompts), ("--prompt-tokens", prompt_tokens), ("--rate", rate)):
+    for other, given in (("--prompts", prompts), ("--prompt-tokens", prompt_tokens)):
         if given is not None:
-            raise UsageError(f"{flag} and {other} exclude each other"
-                             + (" (a trace is replayed on its own timeline)" if other == "--rate" else ""))
+            raise UsageError(f"{flag} and {other} exclude each other")
+    if trace is not None and rate is not None:
+        raise UsageError("--trace and --rate exclude each other (a trace is replayed on its own timeline)")
     if trace is not None and concurrency is not None:
         raise UsageError("--trace replays requests on their own timeline: cap it with --max-concurrency, "
                          "not --concurrency")

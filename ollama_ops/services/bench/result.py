@@ -13,7 +13,9 @@ from ollama_ops.core.stats import Distribution
 from ollama_ops.errors import Interrupted, RunFailed, SollamaError
 
 RunStatus = Literal["completed", "interrupted", "failed"]
-Phase = Literal["warmup", "run"]
+Phase = Literal["warmup", "run", "cooldown"]
+NO_GATEWAY_QUEUE = ("absent: the server sent no X-Queue-Wait-Ms (not a sollama gateway), so any queueing shows only "
+                    "in the server's own figures")
 
 
 @dataclass
@@ -38,6 +40,21 @@ class BenchSeries:
     send_s: list[float] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
     e2el_s: list[float] = field(default_factory=list)
+    excluded: list[tuple[str, float, float]] = field(default_factory=list)  # (phase, send offset, E2EL) of
+    # successful warm-up / cool-down requests, evenly thinned like the others: marked on the timeline
+
+
+@dataclass
+class PhaseSpan:
+    """One phase of a run on its timeline (seconds since the run's clock origin, as `BenchSeries.send_s`):
+    its requests, first and last send, and last response. Only "run" counts in the figures."""
+
+    phase: Phase
+    requests: int
+    first_send_s: float
+    last_send_s: float
+    last_end_s: float
+    excluded: bool
 
 
 @dataclass
@@ -74,6 +91,8 @@ class BenchResult:
     send_lag: Distribution | None = None  # open loop / trace: socket write − scheduled send time (seconds)
     turns: list[TurnStat] = field(default_factory=list)  # a --dataset run: TTFT by turn
     breakdown_absent: str | None = None  # why there is no server breakdown (the OpenAI APIs give no timings)
+    phases: list[PhaseSpan] = field(default_factory=list)  # warm-up / measured / cool-down on the timeline
+    gateway_queue_absent: str | None = None  # why summary.gateway_queue is None (no gateway in front)
     database: str = ""
     max_failures: str = "0"  # the failure budget the run was judged by (`--max-failures`)
     failure: str | None = None  # why the run fails as a CI step (None: it passed); a sweep: its first such step

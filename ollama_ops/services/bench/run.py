@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ollama_ops import __version__
@@ -23,18 +23,31 @@ from ollama_ops.core.bench.apis import API_PATHS, NO_BREAKDOWN, is_openai
 from ollama_ops.core.bench.gate import run_failure
 from ollama_ops.core.bench.lengths import length_warnings
 from ollama_ops.core.bench.load import LoadSpec
-from ollama_ops.core.bench.metrics import MetricsAccumulator
+from ollama_ops.core.bench.metrics import SERIES_POINTS, MetricsAccumulator
+from ollama_ops.core.bench.phases import PHASES, PhaseTimeline, as_phase
 from ollama_ops.core.bench.prompts import PayloadPlan, plan_payloads
+from ollama_ops.core.bench.quantiles import EvenSample
 from ollama_ops.core.bench.records import RequestRecord, RunMeta
 from ollama_ops.errors import UsageError
 from ollama_ops.services.bench.config import BenchConfig, load_prompts, load_settings
-from ollama_ops.services.bench.result import BenchResult, BenchSeries, Phase, Progress, RunStatus, TurnStat
+from ollama_ops.services.bench.result import (
+    NO_GATEWAY_QUEUE,
+    BenchResult,
+    BenchSeries,
+    PhaseSpan,
+    Progress,
+    RunStatus,
+    TurnStat,
+)
 from ollama_ops.services.bench.runner import OUT_OF_FILES, Runner
 from ollama_ops.services.bench.session import open_session, open_transport, preflight, system_facts
 from ollama_ops.services.bench.sweep import run_sweep
 
+_PHASE_CODES: dict[str, float] = {name: float(i) for i, name in enumerate(PHASES)}
 FLUSH_ROWS = 64
+FLUSH_ROWS_MAX = 1024  # rows held back at most while sends are due (then a commit waits for no send)
 FLUSH_SECONDS = 0.05
+FLUSH_GUARD_S = 0.003  # a commit takes up to a few ms on a busy disk: none this close before a scheduled send
 PROGRESS_SECONDS = 0.25
 # A median share of E2EL spent waiting for a runner slot worth telling the user about.
 SLOT_WAIT_SHARE = 0.2
@@ -60,18 +73,35 @@ class _Sink:
         self.error: Exception | None = None
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self.runner: Runner | None = None
+        # per phase: [requests, first send, last send, last end] (seconds since epoch0), for the timeline marks
+        self.spans: dict[str, list[float]] = {}
+        self.excluded = EvenSample(3, SERIES_POINTS)  # (phase code, send offset, E2EL) of excluded requests
 
     def __call__(self, record: RequestRecord) -> None:
         if self.error is not None:
             raise self.error
         self.rows.append(record)
-        if not record.warmup:
+        offset = record.send_time - self.epoch0
+        end = offset + (record.e2el or 0.0)
+        span = self.spans.get(record.phase)
+        if span is None:
+            self.spans[record.phase] = [1, offset, offset, end]
+        else:
+            span[0] += 1
+            span[1] = min(span[1], offset)
+            span[2] = max(span[2], offset)
+            span[3] = max(span[3], end)
+        if record.warmup:
+            if record.ok and record.e2el is not None:
+                self.excluded.add(_PHASE_CODES[record.phase], offset, record.e2el)
+        else:
             self.acc.add(record, record.send_time - self.epoch0)
             self.done += 1
             self.failed += not record.ok
             if record.ok and record.output_tokens_source == "chunks":
                 self.chunk_counted = True
-        if len(self.rows) >= FLUSH_ROWS:
+        if len(self.rows) >= FLUSH_ROWS and self._quiet() or len(self.rows) >= FLUSH_ROWS_MAX:
             self.flush()
         elif self._timer is None:
             self._timer = self._loop.call_later(FLUSH_SECONDS, self._timed_flush)
@@ -81,8 +111,19 @@ class _Sink:
                 self.last_progress = now
                 self.progress(self.done, self.failed)
 
+    def _quiet(self) -> bool:
+        """Whether a commit now would not hold up a scheduled send (an open loop's next one is not due within
+        FLUSH_GUARD_S); a closed loop is always quiet enough."""
+        wait = self.runner.next_send_in() if self.runner is not None else None
+        return wait is None or wait > FLUSH_GUARD_S or wait < 0
+
     def _timed_flush(self) -> None:
         self._timer = None
+        if not self._quiet() and len(self.rows) < FLUSH_ROWS_MAX:  # right after that send instead
+            wait = self.runner.next_send_in() if self.runner is not None else None
+            if wait is not None:
+                self._timer = self._loop.call_later(max(0.0, wait) + 0.0005, self._timed_flush)
+                return
         try:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - raised at the next request (ends the run) or the final flush
@@ -153,7 +194,7 @@ async def _main(config: BenchConfig, plan: PayloadPlan | None,
                 from ollama_ops.services.bench.synthetic import synthetic_plan
 
                 spec = config.load
-                total = None if spec.duration is not None or config.sweep else (spec.requests or 0) + spec.warmup
+                total = None if config.sweep else spec.total_requests()
                 plan, facts["synthetic"] = await synthetic_plan(config, transport, API_PATHS[config.api], total)
             assert plan is not None
             the_plan = plan
@@ -180,37 +221,39 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
     acc = MetricsAccumulator(config.slo)
     path = API_PATHS[config.api]
     runner: Runner | None = None
-    phase = _Phase("warmup", time.perf_counter(), spec.warmup)
+    t_start = time.perf_counter()
+    run_total = spec.requests if spec.duration is None else None
     step_text = "" if step is None else (f"step {step + 1}: " + (f"rate {spec.rate:g}/s" if spec.open_loop
                                                                    else f"concurrency {spec.concurrency}"))
 
     def progress(done: int, failed: int) -> None:
         if on_progress is not None and runner is not None:
-            on_progress(Progress(phase=phase.name, done=done, failed=failed, total=phase.total,
-                                 elapsed_s=time.perf_counter() - phase.t0,
-                                 duration_s=spec.duration if phase.name == "run" else None,
+            name = runner.timeline.phase or "cooldown"
+            on_progress(Progress(phase=name, done=done, failed=failed, total=run_total,
+                                 elapsed_s=time.perf_counter() - t_start, duration_s=spec.duration,
                                  in_flight=runner.in_flight, step=step_text))
 
     sink = _Sink(store, run_id, acc, 0.0, progress if on_progress else None)
     runner = Runner(transport, path, plan, sink)
     sink.epoch0 = runner.epoch0
+    sink.runner = runner
+    timeline = PhaseTimeline(as_phase(spec.warmup), spec.requests if spec.duration is None else None,
+                             spec.duration, as_phase(spec.cooldown))
+    runner.timeline = timeline
+    reads0 = list(transport.reads)
     restore = _trap_sigint(runner)
+    frozen = _freeze_gc()
     try:
-        if spec.warmup:
-            progress(0, 0)
-            await runner.run_phase(0, spec, spec.warmup, None, warmup=True)
-        phase = _Phase("run", time.perf_counter(), spec.requests if spec.duration is None else None)
-        sink.done = sink.failed = 0
-        reads0 = list(transport.reads)
         progress(0, 0)
-        await runner.run_phase(spec.warmup, spec, spec.requests if spec.duration is None else None,
-                               spec.duration, warmup=False)
+        await runner.run(spec, timeline)
         progress(sink.done, sink.failed)
     except BaseException as exc:
         _abandon(store, sink, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     finally:
         restore()
+        if frozen:
+            gc.unfreeze()
     sink.flush()
     summary = acc.summary(runner.wall_s)
     status: RunStatus = ("interrupted" if runner.stop_reason == "interrupted"
@@ -240,25 +283,33 @@ async def _one_run(config: BenchConfig, spec: LoadSpec, transport: Transport, st
              "turns": [dataclasses.asdict(t) for t in turns]}
     if synthetic is not None:
         extra["synthetic"] = dataclasses.asdict(synthetic)
+    phases = [PhaseSpan(phase=name, requests=int(span[0]), first_send_s=span[1], last_send_s=span[2],
+                        last_end_s=span[3], excluded=name != "run")
+              for name in PHASES if (span := sink.spans.get(name)) is not None]
+    extra["phases"] = [dataclasses.asdict(p) for p in phases]
     store.finish_run(run_id, status, dataclasses.asdict(summary) | extra)
     send_s, ttft_s, e2el_s = acc.chart_series()
-    series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s)
+    codes, offsets, ends = sink.excluded.lists()
+    series = BenchSeries(send_s=send_s, ttft_s=ttft_s, e2el_s=e2el_s,
+                         excluded=[(PHASES[int(c)], x, y) for c, x, y in zip(codes, offsets, ends, strict=True)])
     return BenchResult(run_id=run_id, status=status, model=config.model, host=config.host, api=config.api,
                        label=config.label, ollama_version=facts.get("version"), model_digest=facts.get("digest"),
                        load=load, summary=summary, warnings=warnings, stop_reason=runner.stop_reason,
                        arrival_clock=clock, database=str(store.path), max_failures=str(config.max_failures),
                        failure=failure, series=series, lengths=lengths, synthetic=synthetic, send_lag=send_lag,
-                       turns=turns,
+                       turns=turns, phases=phases,
+                       gateway_queue_absent=NO_GATEWAY_QUEUE if summary.gateway_queue is None else None,
                        breakdown_absent=NO_BREAKDOWN if is_openai(config.api) else None)
 
 
-@dataclass
-class _Phase:
-    """Which phase the live view reports: its name, its start (perf_counter) and its request count if fixed."""
-
-    name: Phase
-    t0: float
-    total: int | None
+def _freeze_gc() -> bool:
+    """Move everything alive before the run out of the collector's view (`gc.freeze`): a full collection during
+    the run then walks only the run's own objects, not the whole interpreter (a pause a send would wait for)."""
+    if not hasattr(gc, "freeze"):
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def arrival_clock(kernel: int, read_time: int) -> str:

@@ -56,7 +56,7 @@ class _Prober:
                             options=self.config.options)
         self.count += 1
         try:
-            final = await self.transport.exchange(self.path, json.dumps(body).encode(), [], [0.0])
+            final = await self.transport.exchange(self.path, json.dumps(body).encode(), [], [0.0, None])
         except Failure as exc:
             raise SollamaError(f"calibrating synthetic prompts failed: {exc}") from None
         count = final.get("prompt_eval_count")
