@@ -186,10 +186,11 @@ def test_timeline_marks_in_the_terminal_chart_report_and_html(sollama, stub, tmp
 
 # -- the history's migration ---------------------------------------------------------------------------------------
 
-def _schema_2(path) -> None:
-    """A history file as sollama wrote it before request phases (schema 2), with a warm-up and a measured row."""
+def _old_history(path, version: int) -> None:
+    """A history file as sollama wrote it before request phases (schema 2; schema 1 also lacked the usage key
+    columns), with a warm-up and a measured row."""
     conn = sqlite3.connect(path)
-    conn.executescript("""
+    script = """
         CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT, started_at REAL NOT NULL,
             finished_at REAL, status TEXT NOT NULL DEFAULT 'running', host TEXT NOT NULL DEFAULT '',
             ollama_version TEXT, model TEXT NOT NULL, model_digest TEXT, api TEXT NOT NULL DEFAULT 'generate',
@@ -206,22 +207,28 @@ def _schema_2(path) -> None:
             total_s REAL NOT NULL DEFAULT 0, load_s REAL NOT NULL DEFAULT 0, prompt_eval_s REAL NOT NULL DEFAULT 0,
             eval_s REAL NOT NULL DEFAULT 0, ttft_s REAL, outcome TEXT NOT NULL, error TEXT, prompt TEXT, key TEXT,
             request_id TEXT);
+        INSERT INTO usage (time, command, model, outcome) VALUES (1.0, 'generate', 'm', 'ok');
         INSERT INTO runs (id, started_at, status, model) VALUES (1, 1000.0, 'completed', 'm');
         INSERT INTO requests (run_id, idx, warmup, send_time, ttft, e2el, ok) VALUES (1, 0, 1, 1000.0, 0.1, 0.2, 1);
         INSERT INTO requests (run_id, idx, warmup, send_time, ttft, e2el, ok) VALUES (1, 1, 0, 1000.5, 0.1, 0.3, 1);
         PRAGMA user_version = 2;
-    """)
+    """
+    if version == 1:
+        script = script.replace(", key TEXT,\n            request_id TEXT)", ")").replace("= 2;", "= 1;")
+    conn.executescript(script)
     conn.close()
 
 
-def test_a_schema_2_history_is_migrated_and_keeps_working(tmp_path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_history_is_migrated_and_keeps_working(tmp_path, version: int) -> None:
     path = tmp_path / "old.db"
-    _schema_2(path)
+    _old_history(path, version)
     with Store(path) as store:
         assert store.schema_version == SCHEMA_VERSION == 3
         rows = store.requests(1, include_warmup=True)
         assert [(r.idx, r.phase, r.warmup, r.gateway_queue_s, r.turn) for r in rows] == [
             (0, "warmup", True, None, None), (1, "run", False, None, None)]
         assert [r.idx for r in store.requests(1)] == [1] and store.run(1).request_count == 1
+        assert [(u.command, u.key) for u in store.usage_rows()] == [("generate", None)]
     with Store(path) as store:  # opening it again changes nothing
         assert [r.phase for r in store.requests(1, include_warmup=True)] == ["warmup", "run"]

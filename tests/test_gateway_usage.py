@@ -22,7 +22,7 @@ def test_schema_1_is_migrated_in_place(tmp_path):
         PRAGMA user_version = 1;""")
     conn.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         store.record_usage(UsageRow(time=2.0, command="gateway", model="m", key="ci", request_id="r1"))
         rows = store.usage_rows()
     assert [(r.command, r.key, r.request_id) for r in rows] == [("generate", None, None), ("gateway", "ci", "r1")]

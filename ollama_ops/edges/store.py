@@ -94,14 +94,33 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_time ON usage(time);
 """
-# Schema 2: usage rows name the gateway key (and request id) that made them.
-_MIGRATE_2 = "ALTER TABLE usage ADD COLUMN key TEXT; ALTER TABLE usage ADD COLUMN request_id TEXT;"
-# Schema 3: a request's phase (warm-up rows become "warmup"; older runs had no cool-down), the queue wait a gateway
-# reported, and its conversation turn.
-_MIGRATE_3 = ("ALTER TABLE requests ADD COLUMN phase TEXT NOT NULL DEFAULT 'run'; "
-              "ALTER TABLE requests ADD COLUMN gateway_queue_s REAL; ALTER TABLE requests ADD COLUMN turn INTEGER; "
-              "UPDATE requests SET phase = 'warmup' WHERE warmup = 1;")
-_MIGRATIONS = {1: _MIGRATE_2 + _MIGRATE_3, 2: _MIGRATE_3}
+# Columns added since schema 1, as (table, column, declaration). Schema 2: usage rows name the gateway key (and
+# request id) that made them. Schema 3: a request's phase (older warm-up rows become "warmup"), the queue wait a
+# gateway reported, and its conversation turn. A file of an older schema gets the columns it lacks and the tables
+# it lacks (a gateway's usage file has no bench tables).
+_ADDED_COLUMNS = (("usage", "key", "TEXT"), ("usage", "request_id", "TEXT"),
+                  ("requests", "phase", "TEXT NOT NULL DEFAULT 'run'"), ("requests", "gateway_queue_s", "REAL"),
+                  ("requests", "turn", "INTEGER"))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older file to SCHEMA_VERSION in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, declaration in _ADDED_COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if present and column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if (table, column) == ("requests", "phase"):
+                    conn.execute("UPDATE requests SET phase = 'warmup' WHERE warmup = 1")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @dataclass
@@ -189,11 +208,8 @@ class Store:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if version in _MIGRATIONS:
-            conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[version]} PRAGMA user_version = {SCHEMA_VERSION}; "
-                               "COMMIT;")
-        elif version < SCHEMA_VERSION:
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        if version < SCHEMA_VERSION:
+            _migrate(conn)
 
     def _transaction(self) -> _Tx:
         return _Tx(self.conn)
