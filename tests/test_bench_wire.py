@@ -346,15 +346,16 @@ def test_timeout_fires_on_a_stall() -> None:
     assert failure.kind == "timeout" and closed and n == 1
 
 
-# -- the aiohttp path (https:// servers; here over http to the stub) ---------------------------------------------
+# -- the streaming-layer path (https:// servers; here over http to the stub) ---------------------------------------
 
 @pytest.mark.parametrize(("script", "kind"), [({}, None), ({"error_after": 2}, "server_error"),
                                                ({"malformed_after": 1}, "malformed"), ({"status": 503}, "http_503")])
 def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, script: dict, kind: str | None) -> None:
-    """The Runner's aiohttp path shares the line splitter with the wire client: same records, same error kinds."""
+    """The Runner's streaming-layer path shares the line splitter with the wire client: same records, same error
+    kinds."""
     from types import SimpleNamespace
 
-    from ollama_ops.client.wire_aio import AiohttpTransport
+    from ollama_ops.client.transport import StreamTransport
     from ollama_ops.core.bench.load import LoadSpec
     from ollama_ops.core.bench.phases import PhaseSize, PhaseTimeline
     from ollama_ops.core.bench.prompts import PromptItem, plan_payloads
@@ -367,7 +368,7 @@ def test_the_runner_without_a_wire_client_times_chunks_and_names_faults(stub, sc
 
     async def main() -> None:
         async with open_session(SimpleNamespace(base_url=stub.url, timeout=5, connect_timeout=2)) as session:
-            runner = Runner(AiohttpTransport(session), "/api/generate", plan, records.append)
+            runner = Runner(StreamTransport(session, timeout=5), "/api/generate", plan, records.append)
             spec = LoadSpec(concurrency=1, requests=3)
             await runner.run(spec, PhaseTimeline(PhaseSize(), 3, None, PhaseSize()))
 

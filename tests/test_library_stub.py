@@ -273,6 +273,59 @@ def test_cancelled_waiter_hands_nothing_over_and_leaves_the_queue(stub):
     assert (waiting, active) == (0, 0) and text == "tok tok "
 
 
+def test_an_async_stream_dropped_unfinished_gives_its_slot_back_at_once(stub):
+    """A caller that breaks out of `async for` and drops the iterator (no aclose) frees its max_concurrency slot
+    at the drop, not at the next loop turn or garbage collection: with max_queue=0, the next call would
+    otherwise get QueueFull."""
+    import gc
+
+    stub.configure(tokens=50, token_delay=0.02)
+
+    async def main() -> tuple[int, int, int, str, int, int]:
+        async with AsyncClient(stub.url, max_concurrency=1, max_queue=0, breaker=CircuitBreaker()) as c:
+            stream = await c.generate(MODEL, "a", stream=True)
+            async for _ in stream:
+                break
+            held = c.gate.active
+            del stream  # dropped without aclose(); no await in between
+            after_drop = c.gate.active
+            first = c.stream_objects("/api/generate", {"model": MODEL, "prompt": "b"})
+            async for _ in first:
+                break
+            cycle = [first]
+            cycle.append(cycle)  # kept alive only by a reference cycle: freed by the garbage collector
+            del first, cycle
+            gc.collect()
+            after_gc = c.gate.active
+            stub.configure(tokens=2, token_text="ok", token_delay=0.0)
+            text = (await c.generate(MODEL, "c")).text
+            closed = [s async for s in c.stream_objects("/api/generate", {"model": MODEL, "prompt": "d"})]
+            return held, after_drop, after_gc, text, len(closed), c.gate.active
+
+    held, after_drop, after_gc, text, n, active = asyncio.run(main())
+    assert (held, after_drop, after_gc) == (1, 0, 0)
+    assert text == "okok" and n == 3 and active == 0
+
+
+def test_an_async_stream_aclose_before_and_after_start(stub):
+    stub.configure(tokens=20, token_delay=0.02)
+
+    async def main() -> tuple[int, int, list]:
+        async with AsyncClient(stub.url, max_concurrency=1, max_queue=0, breaker=CircuitBreaker()) as c:
+            never = c.stream_objects("/api/generate", {"model": MODEL, "prompt": "a"})
+            await never.aclose()
+            started = await c.generate(MODEL, "b", stream=True)
+            await started.__anext__()
+            during = c.gate.active
+            await started.aclose()
+            rest = [e async for e in started]
+            return during, c.gate.active, rest
+
+    during, after, rest = asyncio.run(main())
+    assert (during, after, rest) == (1, 0, [])
+    assert stub.request_count == 1  # the stream closed before its start sent nothing
+
+
 # -- timeouts --------------------------------------------------------------------------------------------------------
 
 def test_total_timeout_ends_a_slow_stream(stub):

@@ -1,8 +1,11 @@
-"""The async client over aiohttp: the library's `AsyncClient`, for anything concurrent.
+"""The async client: the library's `AsyncClient`, for anything concurrent, built on the low-level streaming layer
+`client.stream` (aiohttp underneath).
 
-Same discovery, request shapes, NDJSON parser, error mapping, retries, breaker and logging as the sync client
-(`discovery`, `protocol`, `resilience`, `reqlog`). Importing this module imports aiohttp (~290 ms), so only code
-paths that need it import it.
+Same discovery, request shapes, NDJSON parser, error mapping, retry policy, breaker and logging as the sync client
+(`discovery`, `protocol`, `resilience`, `reqlog`). A stream holds one `max_concurrency` slot from its first
+`__anext__` until its end, an error, `aclose()`, or the moment it is dropped unfinished (its finaliser gives the
+slot back and closes the connection, so Ollama stops generating). Importing this module imports aiohttp
+(~290 ms), so only code paths that need it import it.
 """
 
 from __future__ import annotations
@@ -10,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
 
 from ollama_ops.client.admission import TaskGate
 from ollama_ops.client.discovery import Discovery, discover
 from ollama_ops.client.protocol import (
-    RETRY_STATUSES,
     GenerateRequest,
     GenerateResult,
     ResultBuilder,
@@ -27,15 +28,13 @@ from ollama_ops.client.protocol import (
     embeddings_from,
     error_for_status,
     result_from_object,
-    unreachable,
 )
 from ollama_ops.client.reqlog import RequestLog, eval_count
-from ollama_ops.client.resilience import CircuitBreaker, backoff_delays, breaker_for, retry_after_seconds
+from ollama_ops.client.resilience import CircuitBreaker, RetryPolicy, breaker_for
+from ollama_ops.client.stream import RawResponse, StreamSession
 from ollama_ops.client.sync import USER_AGENT, ClientInfo
-from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
+from ollama_ops.core.ndjson import FinalChunk, parse_line, to_event
 from ollama_ops.errors import LocalLimit, OllamaError, RequestTimeout, ServerError, ServerUnreachable
-
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class AsyncClient:
@@ -43,7 +42,7 @@ class AsyncClient:
 
     `max_concurrency` calls in flight at most; up to `max_queue` more wait in FIFO order (QueueFull past that, or
     past `queue_timeout` seconds of waiting). `max_connections` caps the connection pool (0: no cap). Use as
-    `async with AsyncClient() as c:` so the session is closed."""
+    `async with AsyncClient() as c:` so the connections are closed."""
 
     def __init__(self, host: str | None = None, *, api_key: str | None = None, connect_timeout: float = 3.0,
                  read_timeout: float = 300.0, total_timeout: float | None = None, retries: int = 2,
@@ -62,34 +61,20 @@ class AsyncClient:
         self.busy_retries = busy_retries
         self.breaker = breaker or breaker_for(self.base_url)
         self.gate = TaskGate(max_concurrency, max_queue, queue_timeout) if max_concurrency is not None else None
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        headers = {"User-Agent": USER_AGENT}
+        if self.discovery.api_key:
+            headers["Authorization"] = f"Bearer {self.discovery.api_key}"
+        self.raw = StreamSession(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                 headers=headers, max_connections=max_connections)
 
     async def __aenter__(self) -> AsyncClient:
-        self.session  # noqa: B018 - create inside the running loop
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, force_close=False,
-                                             enable_cleanup_closed=False)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
-                                            sock_read=self.read_timeout)
-            headers = {"User-Agent": USER_AGENT}
-            if self.discovery.api_key:
-                headers["Authorization"] = f"Bearer {self.discovery.api_key}"
-            self._session = aiohttp.ClientSession(self.base_url, connector=connector, timeout=timeout,
-                                                  headers=headers, auto_decompress=False)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.raw.close()
 
     def describe(self) -> ClientInfo:
         gate = self.gate
@@ -102,55 +87,33 @@ class AsyncClient:
     def breaker_state(self) -> str:
         return self.breaker.state
 
-    def _unreachable(self, exc: Exception) -> ServerUnreachable | LocalLimit:
-        return unreachable(self.base_url, exc)
-
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
-    async def _sleep_within(self, delay: float, deadline: float | None) -> bool:
-        if deadline is not None and time.monotonic() + delay >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        return True
-
     async def _open(self, method: str, path: str, body: Any, entry: RequestLog,
-                    deadline: float | None) -> aiohttp.ClientResponse:
-        """Send with the safe retries and the breaker; returns the response once its headers came."""
-        delays = backoff_delays(self.retries)  # a refused connection sent nothing: safe for any method
-        busy_delays = backoff_delays(self.busy_retries, base=0.25, cap=5.0)
+                    deadline: float | None) -> RawResponse:
+        """Send with the safe retries and the breaker; returns the response once its head came."""
+        policy = RetryPolicy(self.retries, self.busy_retries, self.breaker, deadline)
         headers = {"X-Request-ID": entry.request_id}
-        extra: dict[str, Any] = {}
-        if deadline is not None:
-            left = max(0.001, deadline - time.monotonic())
-            extra["timeout"] = aiohttp.ClientTimeout(total=left, sock_connect=self.connect_timeout,
-                                                     sock_read=min(self.read_timeout, left))
         while True:
             self.breaker.check(self.base_url)
+            total = None if deadline is None else max(0.001, deadline - time.monotonic())
             try:
-                resp = await self.session.request(method, path, json=body, headers=headers, **extra)
-            except _CONNECT_ERRORS as exc:
-                self.breaker.record_failure()
-                delay = next(delays, None)
-                if delay is None or self.breaker.state == "open" or not await self._sleep_within(delay, deadline):
-                    raise self._unreachable(exc) from exc
-            except TimeoutError as exc:
+                resp = await self.raw.open(method, path, json=body, headers=headers, total=total)
+            except (ServerUnreachable, LocalLimit):  # nothing was sent: safe to send again, for any method
+                delay = policy.after_refusal()
+                if delay is None:
+                    raise
+            except RequestTimeout as exc:
                 self.breaker.record_failure()
                 raise RequestTimeout(f"no answer from {self.base_url}{path} within {self.read_timeout:g}s") from exc
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                raise ServerError(f"connection to {self.base_url} failed ({type(exc).__name__})") from exc
             else:
-                self.breaker.record_success()
-                if resp.status not in RETRY_STATUSES:
-                    return resp
-                delay = next(busy_delays, None)
+                delay = policy.after_answer(resp.status, resp.headers.get("Retry-After"))
                 if delay is None:
                     return resp
-                delay = retry_after_seconds(resp.headers.get("Retry-After")) or delay
-                if not await self._sleep_within(delay, deadline):
-                    return resp
-                resp.release()
-            entry.attempts += 1
+                resp.close()
+            await asyncio.sleep(delay)
+            entry.attempts = policy.attempts
 
     async def _json(self, method: str, path: str, body: Any = None, *, model: str | None = None) -> Any:
         entry = RequestLog(method, path, model)
@@ -159,14 +122,14 @@ class AsyncClient:
             await self.gate.acquire()
         try:
             resp = await self._open(method, path, body, entry, deadline)
-            async with resp:
+            try:
                 data = await resp.read()
-                if resp.status >= 400:
-                    raise error_for_status(resp.status, data, model=model)
-                obj = parse_line(data) if data.strip() else {}
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            entry.done("RequestTimeout")
-            raise RequestTimeout(f"no answer from {self.base_url}{path} within {self.read_timeout:g}s") from exc
+            except RequestTimeout as exc:
+                raise RequestTimeout(f"no answer from {self.base_url}{path} within {self.read_timeout:g}s") from exc
+            resp.release()
+            if resp.status >= 400:
+                raise error_for_status(resp.status, data, model=model)
+            obj = parse_line(data) if data.strip() else {}
         except Exception as exc:
             entry.failed(exc)
             raise
@@ -202,73 +165,11 @@ class AsyncClient:
                        ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
         """POST and yield (perf_counter at arrival, decoded object) per NDJSON line. An `{"error"}` object is
         yielded as it is; the caller decides (see `stream`). Nothing is retried once the answer began."""
-        return self._stream(path, body, model, typed=False)
+        return AsyncStream(self, path, body, model, typed=False)
 
-    def stream(self, req: GenerateRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: GenerateRequest) -> AsyncStream:
         """Typed events of a generate/chat stream; the last is a FinalChunk."""
-        return self._stream(req.path, {**req.payload(), "stream": True}, req.model, typed=True)
-
-    async def _stream(self, path: str, body: dict[str, Any], model: str | None, *, typed: bool) -> AsyncIterator[Any]:
-        # One generator for both views, so a chunk crosses one async-generator boundary on its way to the caller.
-        entry = RequestLog("POST", path, model)
-        deadline = self._deadline()
-        status: int | str = "incomplete"
-        tokens: int | None = None
-        gate = self.gate
-        if gate is not None:
-            await gate.acquire()
-        try:
-            resp = await self._open("POST", path, body, entry, deadline)
-            status = resp.status
-            async with resp:
-                if resp.status >= 400:
-                    raise error_for_status(resp.status, await resp.read(), model=model)
-                readline = resp.content.readline
-                perf = time.perf_counter
-                loads = json.loads
-                while True:
-                    line = await readline()
-                    if not line:
-                        break
-                    try:
-                        obj = loads(line.decode())
-                    except ValueError:
-                        obj = None
-                    if obj.__class__ is not dict:
-                        if not line.strip():
-                            continue
-                        obj = parse_line(line)  # raises MalformedResponse naming the line
-                    if typed:
-                        event = to_event(obj)
-                        if event.__class__ is FinalChunk:
-                            tokens = eval_count(obj)
-                            yield event
-                            return
-                        yield event
-                    else:
-                        if obj.get("done"):
-                            tokens = eval_count(obj)
-                        yield perf(), obj
-            if typed:
-                raise ServerError("the server ended the stream before its final chunk")
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            status = "RequestTimeout"
-            if deadline is not None and time.monotonic() >= deadline:
-                raise RequestTimeout(f"the call to {self.base_url}{path} ran past its total timeout of "
-                                     f"{self.total_timeout:g}s") from exc
-            raise RequestTimeout(f"the stream from {self.base_url}{path} stalled: no data for "
-                                 f"{self.read_timeout:g}s") from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            status = "ServerError"
-            raise ServerError(f"the connection to {self.base_url} broke mid-stream ({type(exc).__name__})") from exc
-        except Exception as exc:
-            if status == "incomplete" or isinstance(status, int):
-                status = getattr(exc, "status", None) or type(exc).__name__
-            raise
-        finally:
-            if gate is not None:
-                gate.release()
-            entry.done(status, tokens)
+        return AsyncStream(self, req.path, {**req.payload(), "stream": True}, req.model, typed=True)
 
     async def _run(self, req: GenerateRequest) -> GenerateResult:
         if not req.stream:
@@ -296,3 +197,141 @@ class AsyncClient:
         """`/api/chat`; returns and streams as `generate` does."""
         req = build_request(model, messages=list(messages), stream=stream, **fields)
         return self.stream(req) if stream else await self._run(req)
+
+
+class AsyncStream:
+    """One streamed call as an async iterator (of StreamEvents, or of (arrival, object) pairs). It takes its
+    client's slot and sends at the first `__anext__`, and gives both back at the end, on an error, on `aclose()`,
+    or when dropped unfinished (`__del__`: a caller that breaks out of `async for` and drops the iterator)."""
+
+    __slots__ = ("_chunks", "_client", "_deadline", "_entry", "_held", "_lines", "_now", "_over", "_rest",
+                 "_resp", "_status", "_tokens", "body", "model", "path", "typed")
+
+    def __init__(self, client: AsyncClient, path: str, body: dict[str, Any], model: str | None, *,
+                 typed: bool) -> None:
+        self._client = client
+        self.path, self.body, self.model, self.typed = path, body, model, typed
+        self._resp: RawResponse | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._entry: RequestLog | None = None
+        self._deadline: float | None = None
+        self._held = False  # holds a slot of the client's gate
+        self._over = False  # finished, failed or closed
+        self._lines: deque[bytes] = deque()
+        self._rest = b""
+        self._now = 0.0
+        self._status: int | str = "incomplete"
+        self._tokens: int | None = None
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def _start(self) -> None:
+        client = self._client
+        self._entry = RequestLog("POST", self.path, self.model)
+        self._deadline = client._deadline()
+        if client.gate is not None:
+            await client.gate.acquire()
+            self._held = True
+        resp = self._resp = await client._open("POST", self.path, self.body, self._entry, self._deadline)
+        self._status = resp.status
+        if resp.status >= 400:
+            raise error_for_status(resp.status, await resp.read(), model=self.model)
+        self._chunks = resp.chunks()
+
+    async def __anext__(self) -> Any:
+        if self._over:
+            raise StopAsyncIteration
+        try:
+            if self._entry is None:
+                await self._start()
+            return await self._next()
+        except StopAsyncIteration:
+            self._finish(clean=True)
+            raise
+        except RequestTimeout as exc:
+            started = self._chunks is not None
+            self._status = "RequestTimeout"
+            self._finish()
+            client = self._client
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise RequestTimeout(f"the call to {client.base_url}{self.path} ran past its total timeout of "
+                                     f"{client.total_timeout:g}s") from exc
+            if not started:
+                raise
+            raise RequestTimeout(f"the stream from {client.base_url}{self.path} stalled: no data for "
+                                 f"{client.read_timeout:g}s") from exc
+        except BaseException as exc:
+            if self._status == "incomplete" or isinstance(self._status, int):
+                self._status = getattr(exc, "status", None) or type(exc).__name__
+            self._finish()
+            raise
+
+    async def _next(self) -> Any:
+        lines = self._lines
+        loads = json.loads
+        while True:
+            while lines:
+                line = lines.popleft()
+                try:
+                    obj = loads(line)
+                except ValueError:
+                    obj = None
+                if obj.__class__ is not dict:
+                    if not line.strip():
+                        continue
+                    obj = parse_line(line)  # raises MalformedResponse naming the line
+                if self.typed:
+                    event = to_event(obj)
+                    if event.__class__ is FinalChunk:
+                        self._tokens = eval_count(obj)
+                        self._finish(clean=True)
+                    return event
+                if obj.get("done"):
+                    self._tokens = eval_count(obj)
+                return self._now, obj
+            assert self._chunks is not None
+            try:
+                data = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                if self._rest:
+                    lines.append(self._rest)
+                    self._rest = b""
+                    continue
+                if self.typed:
+                    raise ServerError("the server ended the stream before its final chunk") from None
+                raise
+            self._now = time.perf_counter()
+            parts = (self._rest + data).split(b"\n") if self._rest else data.split(b"\n")
+            self._rest = parts.pop()
+            lines.extend(parts)
+
+    def _finish(self, clean: bool = False) -> None:
+        """Give the slot back and end the log record (once); close the connection unless the body was read."""
+        if self._over:
+            return
+        self._over = True
+        resp, self._resp, self._chunks = self._resp, None, None
+        if resp is not None:
+            if clean and not self._lines and not self._rest:
+                resp.release()
+            else:
+                resp.close()
+        if self._held:
+            self._held = False
+            gate = self._client.gate
+            if gate is not None:
+                gate.release()
+        if self._entry is not None:
+            self._entry.done(self._status, self._tokens)
+
+    async def aclose(self) -> None:
+        """End the call now: the connection is closed (Ollama stops generating), the slot given back."""
+        self._finish()
+
+    def __del__(self) -> None:
+        if not self._over and (self._held or self._resp is not None):
+            try:
+                self._finish()
+            except Exception:  # noqa: BLE001 - a finaliser must not raise (e.g. the loop is already closed)
+                pass

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+from ollama_ops.client.protocol import RETRY_STATUSES
 from ollama_ops.errors import ServerUnreachable
 
 RETRY_AFTER_CAP = 30.0  # never sleep longer than this on a server's say-so
@@ -108,3 +109,46 @@ def breaker_for(base_url: str, failures: int = 3, cooldown: float = 5.0) -> Circ
         if breaker is None:
             breaker = _BREAKERS[key] = CircuitBreaker(failures, cooldown)
         return breaker
+
+
+class RetryPolicy:
+    """The retry bookkeeping of one call, for both clients (pure: it decides, the caller sleeps and sends).
+
+    After a connection failure (nothing was sent) `after_refusal()` gives the next backoff delay, or None to give
+    up (retries spent, the breaker opened, or the delay would pass the call's deadline). After an answer's head,
+    `after_answer(status, retry_after)` gives the delay before sending again (429/503 only, honouring
+    `Retry-After`), or None to take that answer. Once a stream's first byte came nobody asks it again: nothing is
+    retried after that. `attempts` counts the sends so far."""
+
+    __slots__ = ("attempts", "breaker", "busy_delays", "clock", "deadline", "delays")
+
+    def __init__(self, retries: int, busy_retries: int, breaker: CircuitBreaker, deadline: float | None = None,
+                 *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        self.delays = backoff_delays(retries, rng=rng)
+        self.busy_delays = backoff_delays(busy_retries, base=0.25, cap=5.0, rng=rng)
+        self.breaker = breaker
+        self.deadline = deadline
+        self.clock = clock
+        self.attempts = 1
+
+    def _within(self, delay: float | None) -> float | None:
+        if delay is None or (self.deadline is not None and self.clock() + delay >= self.deadline):
+            return None
+        self.attempts += 1
+        return delay
+
+    def after_refusal(self) -> float | None:
+        self.breaker.record_failure()
+        delay = next(self.delays, None)
+        if self.breaker.state == "open":
+            return None
+        return self._within(delay)
+
+    def after_answer(self, status: int, retry_after: str | None) -> float | None:
+        self.breaker.record_success()
+        if status not in RETRY_STATUSES:
+            return None
+        delay = next(self.busy_delays, None)
+        if delay is None:
+            return None
+        return self._within(retry_after_seconds(retry_after) or delay)

@@ -13,7 +13,6 @@ import httpx
 from ollama_ops.client.discovery import Discovery, discover
 from ollama_ops.client.protocol import (
     IDEMPOTENT_PATHS,
-    RETRY_STATUSES,
     GenerateRequest,
     GenerateResult,
     ResultBuilder,
@@ -25,7 +24,7 @@ from ollama_ops.client.protocol import (
     unreachable,
 )
 from ollama_ops.client.reqlog import RequestLog, eval_count
-from ollama_ops.client.resilience import CircuitBreaker, backoff_delays, breaker_for, retry_after_seconds
+from ollama_ops.client.resilience import CircuitBreaker, RetryPolicy, breaker_for
 from ollama_ops.core.ndjson import FinalChunk, StreamEvent, parse_line, to_event
 from ollama_ops.errors import LocalLimit, OllamaError, RequestTimeout, ServerError, ServerUnreachable
 
@@ -147,26 +146,19 @@ class Client:
     def _unreachable(self, exc: Exception) -> ServerUnreachable | LocalLimit:
         return unreachable(self.base_url, exc)
 
-    def _sleep_within(self, delay: float, deadline: float | None) -> bool:
-        if deadline is not None and time.monotonic() + delay >= deadline:
-            return False
-        time.sleep(delay)
-        return True
-
     def _send(self, request: httpx.Request, *, stream: bool = False, log: RequestLog | None = None,
               deadline: float | None = None) -> httpx.Response:
         """Send with the safe retries (see the class) and the circuit breaker; returns once headers came."""
         idempotent = request.url.path in IDEMPOTENT_PATHS or request.method == "HEAD"
-        delays = backoff_delays(self.retries if idempotent or self.retry_writes else 0)
-        busy_delays = backoff_delays(self.busy_retries, base=0.25, cap=5.0)
+        policy = RetryPolicy(self.retries if idempotent or self.retry_writes else 0, self.busy_retries,
+                             self.breaker, deadline)
         while True:
             self.breaker.check(self.base_url)
             try:
                 response = self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                self.breaker.record_failure()
-                delay = next(delays, None)
-                if delay is None or self.breaker.state == "open" or not self._sleep_within(delay, deadline):
+                delay = policy.after_refusal()
+                if delay is None:
                     raise self._unreachable(exc) from exc
             except httpx.TimeoutException as exc:
                 self.breaker.record_failure()
@@ -175,18 +167,13 @@ class Client:
             except httpx.TransportError as exc:
                 raise ServerError(f"connection to {self.base_url} failed: {exc or type(exc).__name__}") from exc
             else:
-                self.breaker.record_success()
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                delay = next(busy_delays, None)
+                delay = policy.after_answer(response.status_code, response.headers.get("retry-after"))
                 if delay is None:
                     return response
-                delay = retry_after_seconds(response.headers.get("retry-after")) or delay
-                if not self._sleep_within(delay, deadline):
-                    return response
                 response.close()
+            time.sleep(delay)
             if log is not None:
-                log.attempts += 1
+                log.attempts = policy.attempts
 
     def _acquire(self) -> None:
         if self.gate is not None:

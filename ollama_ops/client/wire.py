@@ -1,5 +1,5 @@
 """The bench's `Transport` (`client.transport`) for plain http://: a minimal HTTP/1.1 client on raw asyncio (the
-https:// one, over aiohttp, is `client.wire_aio`).
+https:// one is `client.transport.StreamTransport`, over the library's streaming layer).
 
 Why not aiohttp here: on Python < 3.12 aiohttp writes a request from a task of its own on a later loop turn, and a
 chunk's arrival can only be clocked when the reading task resumes, after every callback already queued; at

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from ollama_ops.core.gateway.hoststate import HostPoll, host_poll
 from ollama_ops.core.gateway.routing import DOWN, MISSING, HostView, preference
 
 if TYPE_CHECKING:
-    from ollama_ops.gateway.upstream import Upstream  # aiohttp: imported where a pool is built
+    from ollama_ops.gateway.upstream import Upstream  # the streaming layer: imported where a pool is built
 
 
 class NoHost(Exception):
@@ -112,11 +111,7 @@ class HostPool:
 
     # -- polling --------------------------------------------------------------------------------------------
     async def _get_json(self, host: Host, path: str):
-        async with host.upstream.request("GET", path) as resp:
-            raw = await resp.read()
-            if resp.status != 200:
-                raise OSError(f"{path} answered {resp.status}")
-            return json.loads(raw)
+        return await host.upstream.get_json(path)
 
     async def poll_host(self, host: Host) -> bool:
         """Read the host's version, installed and loaded models; a failure counts against its breaker."""
@@ -125,7 +120,7 @@ class HostPool:
                 version, tags, ps = await asyncio.gather(self._get_json(host, "/api/version"),
                                                          self._get_json(host, "/api/tags"),
                                                          self._get_json(host, "/api/ps"))
-        except (TimeoutError, OSError, ValueError, Exception) as exc:  # noqa: B014 - aiohttp errors are OSErrors
+        except (TimeoutError, OSError, ValueError, Exception) as exc:  # noqa: B014 - any failure is the host's
             host.error = f"{type(exc).__name__}: {exc}"[:200]
             host.breaker.failure(self.clock())
             return False

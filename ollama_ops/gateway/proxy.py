@@ -14,18 +14,18 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from ollama_ops.core.gateway import dialect
 from ollama_ops.core.gateway.accounting import tokens_in
 from ollama_ops.core.gateway.keys import KeyRecord, model_allowed
 from ollama_ops.core.gateway.requestid import request_id
 from ollama_ops.core.gateway.routes import Kind, Match, NotAllowed, body_models, match, wants_stream
+from ollama_ops.errors import LocalLimit, RequestTimeout, ServerUnreachable, SollamaError
 from ollama_ops.gateway.admission import Draining, QueueFull, Refused
 from ollama_ops.gateway.exchange import Exchange, send_error, send_whole
 from ollama_ops.gateway.exchange import header as _header
 
 if TYPE_CHECKING:
+    from ollama_ops.client.stream import RawResponse
     from ollama_ops.gateway.runtime import Gateway
 
 _TAIL = 4096
@@ -207,18 +207,20 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
     route = found.route
     try:
         async with asyncio.timeout(gw.config.first_byte_timeout):
-            resp = await upstream.request(route.method, found.path, data=body if body else None, headers=headers)
-    except TimeoutError:
+            resp = await upstream.open(route.method, found.path, body=body if body else None, headers=headers)
+    except (TimeoutError, RequestTimeout):
         if retry_ok:
             return "first-byte-timeout"
         gw.note_upstream(True, upstream)
         await send_error(ex, send, 504, f"no answer from Ollama within {gw.config.first_byte_timeout:g} s")
         return None
-    except (aiohttp.ClientError, OSError) as exc:
+    except SollamaError as exc:  # refused (nothing sent) or the connection broke
+        refused = isinstance(exc, ServerUnreachable | LocalLimit)
         if retry_ok:
-            return "refused" if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError) else "reset"
+            return "refused" if refused else "reset"
         gw.note_upstream(False, upstream)
-        await send_error(ex, send, 502, f"Ollama at {upstream.base_url} is unreachable ({type(exc).__name__})")
+        why = _cause(exc)
+        await send_error(ex, send, 502, f"Ollama at {upstream.base_url} is unreachable ({why})")
         return None
     if retry_ok and resp.status in (502, 503):
         resp.close()
@@ -235,7 +237,13 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
     return None
 
 
-async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
+def _cause(exc: BaseException) -> str:
+    """The name of the transport error under a mapped one (ClientConnectorError, ServerDisconnectedError)."""
+    cause = exc.__cause__
+    return type(cause).__name__ if cause is not None else type(exc).__name__
+
+
+async def _relay(gw: Gateway, ex: Exchange, resp: RawResponse, send,
                  extra: list[tuple[bytes, bytes]], key: KeyRecord | None) -> bool | None:
     """Send the upstream's answer; False when it failed mid-way (the upstream connection must be closed)."""
     status = resp.status
@@ -264,7 +272,7 @@ async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
     prev = last = b""
     events = 0
     try:
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.chunks():
             if ndjson:
                 data = pending + chunk if pending else chunk
                 cut = data.rfind(b"\n") + 1
@@ -289,11 +297,11 @@ async def _relay(gw: Gateway, ex: Exchange, resp: aiohttp.ClientResponse, send,
     except _Malformed:
         await _fail_stream(ex, send, sse, 502, "Ollama sent a malformed line; the stream was stopped")
         return False
-    except TimeoutError:
+    except RequestTimeout:
         await _fail_stream(ex, send, sse, 504, f"Ollama sent nothing for {gw.config.idle_timeout:g} s; the "
                                                "stream was stopped")
         return False
-    except (aiohttp.ClientError, OSError):
+    except SollamaError:
         await _fail_stream(ex, send, sse, 502, "the connection to Ollama broke mid-response")
         return False
     ex.finished = True

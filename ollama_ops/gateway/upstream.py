@@ -1,44 +1,61 @@
-"""The upstream pool: one aiohttp session to the configured Ollama (keep-alive connections, no body
-decompression, so bytes pass through untouched). Only this URL is ever contacted."""
+"""The upstream: the library's low-level streaming layer (`client.stream.StreamSession`) to the configured Ollama
+(keep-alive connections, no body decompression, so bytes pass through untouched), plus its health probe. Only
+this URL is ever contacted."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-import aiohttp
+from ollama_ops.client.stream import RawResponse, StreamSession
+from ollama_ops.errors import SollamaError
 
 
 class Upstream:
     def __init__(self, base_url: str, *, connect_timeout: float = 3.0, idle_timeout: float = 300.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
-        self.session: aiohttp.ClientSession | None = None
+        self.session: StreamSession | None = None
         self.up: bool | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.idle_timeout)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                             skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        self.session = StreamSession(self.base_url, connect_timeout=self.connect_timeout,
+                                     read_timeout=self.idle_timeout)
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
             self.session = None
 
-    def request(self, method: str, path: str, *, data: Any = None, headers: dict[str, str] | None = None):
+    async def open(self, method: str, path: str, *, body: Any = None,
+                   headers: dict[str, str] | None = None) -> RawResponse:
+        """One request, raw (see `StreamSession.open` for the errors it raises)."""
         assert self.session is not None, "Upstream.start() first"
-        return self.session.request(method, self.base_url + path, data=data, headers=headers,
-                                    allow_redirects=False, compress=False)
+        return await self.session.open(method, path, body=body, headers=headers)
+
+    async def get_json(self, path: str) -> Any:
+        """GET `path` and decode its JSON; OSError when it does not answer 200."""
+        import json
+
+        resp = await self.open("GET", path)
+        try:
+            raw = await resp.read()
+        finally:
+            resp.close()
+        if resp.status != 200:
+            raise OSError(f"{path} answered {resp.status}")
+        return json.loads(raw)
 
     async def probe(self, timeout: float = 2.0) -> bool:
         """GET / answers 200 ("Ollama is running")."""
         try:
             async with asyncio.timeout(timeout):
-                async with self.request("GET", "/") as resp:
+                resp = await self.open("GET", "/")
+                try:
                     await resp.read()
-                    self.up = resp.status == 200
-        except (aiohttp.ClientError, TimeoutError, OSError):
+                finally:
+                    resp.release()
+                self.up = resp.status == 200
+        except (SollamaError, TimeoutError):
             self.up = False
         return bool(self.up)

@@ -1,48 +1,55 @@
-"""What a bench run needs around its hot loop: the aiohttp session, a preflight check, the transport for the
-measured requests, and machine facts."""
+"""What a bench run needs around its hot loop: the library's streaming session (`client.stream`), a preflight
+check, the transport for the measured requests, and machine facts."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
-from ollama_ops.client.protocol import unreachable
-from ollama_ops.client.transport import Transport
+from ollama_ops.client.stream import StreamSession
+from ollama_ops.client.transport import StreamTransport, Transport
 from ollama_ops.client.wire import WireClient
-from ollama_ops.client.wire_aio import AiohttpTransport
 from ollama_ops.core.names import normalize_name
-from ollama_ops.errors import ModelNotFound, RequestTimeout
+from ollama_ops.errors import LocalLimit, ModelNotFound, RequestTimeout, ServerUnreachable, SollamaError
 from ollama_ops.services.models import closest_names
 
 
 @contextlib.asynccontextmanager
-async def open_session(config: Any) -> AsyncIterator[aiohttp.ClientSession]:
-    """One keep-alive session to the server; `config.timeout` bounds each whole request."""
-    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
-    async with aiohttp.ClientSession(config.base_url, connector=connector, timeout=timeout,
-                                     auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
-                                     headers=getattr(config, "headers", None) or None) as session:
+async def open_session(config: Any) -> AsyncIterator[StreamSession]:
+    """One keep-alive session to the server, sending `config.headers` with every request."""
+    session = StreamSession(config.base_url, connect_timeout=config.connect_timeout, read_timeout=None,
+                            headers=getattr(config, "headers", None) or None)
+    try:
         yield session
+    finally:
+        await session.close()
 
 
-async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> dict[str, Any]:
+async def _get_json(session: StreamSession, path: str) -> Any:
+    resp = await session.open("GET", path, total=10)
+    try:
+        raw = await resp.read()
+    finally:
+        resp.close()
+    return (json.loads(raw) or {}) if resp.status == 200 else None
+
+
+async def preflight(session: StreamSession, model: str, base: str) -> dict[str, Any]:
     """The server's version and the model's digest; ServerUnreachable / ModelNotFound before any load is sent."""
     try:
-        async with session.get("/api/version", timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            version = (await resp.json(content_type=None) or {}).get("version") if resp.status == 200 else None
-        async with session.get("/api/tags", timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            tags = (await resp.json(content_type=None) or {}).get("models") or [] if resp.status == 200 else None
-    except aiohttp.ClientConnectorError as exc:
-        raise unreachable(base, exc) from None
-    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        version = ((await _get_json(session, "/api/version")) or {}).get("version")
+        tags_doc = await _get_json(session, "/api/tags")
+        tags = (tags_doc or {}).get("models") or [] if tags_doc is not None else None
+    except (ServerUnreachable, LocalLimit):
+        raise
+    except (SollamaError, ValueError, AttributeError) as exc:
+        cause = exc.__cause__ or exc
         raise RequestTimeout(f"Ollama at {base} did not answer /api/version and /api/tags: "
-                             f"{type(exc).__name__}") from None
+                             f"{type(cause).__name__}") from None
     digest = None
     if tags is not None:
         names = {}
@@ -55,15 +62,15 @@ async def preflight(session: aiohttp.ClientSession, model: str, base: str) -> di
     return {"version": version, "digest": digest}
 
 
-def open_transport(config: Any, session: aiohttp.ClientSession) -> Transport:
-    """The raw wire client for a plain http:// server (kernel-clocked chunks); the aiohttp path over `session`
-    for anything else (https://)."""
+def open_transport(config: Any, session: StreamSession) -> Transport:
+    """The raw wire client for a plain http:// server (kernel-clocked chunks); the library's streaming layer over
+    `session` for anything else (https://)."""
     from ollama_ops.core.bench.apis import is_openai
 
     sse = is_openai(config.api)
     client = WireClient.for_url(config.base_url, config.timeout, config.connect_timeout, config.headers, sse)
     # the session already sends config.headers with every request
-    return client if client is not None else AiohttpTransport(session, sse=sse)
+    return client if client is not None else StreamTransport(session, sse=sse, timeout=config.timeout)
 
 
 def _cpu_model() -> str:
