@@ -46,8 +46,8 @@ def _usage_line(exc: click.UsageError) -> str:
 # tests/test_cli_boundary.py checks this table against the modules and their docstrings.
 COMMANDS: dict[str, tuple[str, str]] = {
     "start": ("server", "Start the shared `ollama serve` detached, or report the one already running (exit 0)."),
-    "stop": ("server", "Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process "
-                       "verified by pid, creation time and command line is signalled."),
+    "stop": ("server", "Stop the gateway and the daemon sollama started (SIGTERM, then SIGKILL after --timeout); "
+                       "only a process verified by pid, creation time and command line is signalled."),
     "restart": ("server", "Stop the daemon (as `stop`), then start it again with the same settings (as `start`)."),
     "status": ("status", "Address, latency, version, process (pid, uptime, RSS, CPU), loaded and installed models, "
                          "memory budget vs used, free disk, last log errors."),

@@ -24,7 +24,12 @@ BinaryOption = typer.Option("--binary", metavar="PATH", help="The ollama executa
 EnforceOption = typer.Option("--enforce/--no-enforce", help="Run under a hard cgroup memory cap (systemd-run) "
                                                             "where available (default memory.enforce).")
 StopTimeoutOption = typer.Option("--timeout", metavar="SECONDS", min=0.0,
-                                 help="Seconds to wait after SIGTERM before SIGKILL.")
+                                 help="Seconds to wait after SIGTERM before SIGKILL (the gateway gets at least "
+                                      "gateway.drain_timeout + 5).")
+GatewayOption = typer.Option("--gateway", help="Also the API gateway (`sollama serve`) in front of the daemon, as a "
+                                               "second managed process.")
+ListenOption = typer.Option("--listen", "-l", metavar="HOST:PORT",
+                            help="The gateway's address (with --gateway; default gateway.listen).")
 
 
 def register(root: typer.Typer) -> None:
@@ -49,15 +54,30 @@ def _plan(obj: AppContext, binary: str | None, env: list[str] | None, enforce: b
     return plan_launch(obj.settings, binary=binary, env_pairs=env, enforce=enforce)
 
 
-def _start(obj: AppContext, plan: LaunchPlan, timeout: float | None) -> Any:
-    """Start, showing the daemon's last log lines on stderr when it dies or times out."""
+def _gateway_plan(obj: AppContext, gateway: bool, listen: str | None) -> Any:
+    """The gateway's plan with --gateway (None without); --listen alone is a usage error."""
+    if not gateway:
+        if listen is not None:
+            from ollama_ops.errors import UsageError
+
+            raise UsageError("--listen is the gateway's address: it goes with --gateway")
+        return None
+    from ollama_ops.services.gateway_lifecycle import plan_gateway
+
+    return plan_gateway(obj.settings, listen=listen, config_path=obj.config_path)
+
+
+def _start(obj: AppContext, plan: LaunchPlan, timeout: float | None, gateway: Any = None) -> Any:
+    """Start (the daemon, then the gateway with a plan), showing the last log lines on stderr when one dies or
+    times out."""
     from ollama_ops.render.server import render_log_tail
-    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut, start_server
+    from ollama_ops.services.gateway_lifecycle import start_with_gateway
+    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut
 
     try:
-        return start_server(obj.settings, plan, timeout=timeout, spinner=_spinner(obj))
+        return start_with_gateway(obj.settings, plan, gateway, timeout=timeout, spinner=_spinner(obj))
     except (DaemonDiedAtStart, StartTimedOut) as exc:
-        render_log_tail(obj.err, exc.log_tail, f"last lines of {plan.log}")
+        render_log_tail(obj.err, exc.log_tail, f"last lines of {exc.log or plan.log}")
         raise
 
 
@@ -75,14 +95,18 @@ def start(
     supervise: Annotated[bool, typer.Option("--supervise", help="Then stay in the foreground as its watchdog "
                                                                 "(as `sollama watch`; exit 7 when it gives up).")]
     = False,
+    gateway: Annotated[bool, GatewayOption] = False,
+    listen: Annotated[str | None, ListenOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Start the shared `ollama serve` detached, or report the one already running (exit 0).
 
-    Exits 1 when the port is held by something else or the daemon dies at start (its last log lines are shown),
-    and 5 when it is not ready within --timeout (it is stopped again).
+    With --gateway, then the API gateway (`sollama serve`) in front of it, as a second managed process, ready when
+    its /readyz answers. Exits 1 when the port is held by something else or the daemon (or gateway) dies at start (its last log lines
+    are shown), and 5 when it is not ready within --timeout (it is stopped again).
 
-    Example: [bold]sollama start --host 127.0.0.1:11434 -e OLLAMA_DEBUG=1[/bold]
+    Example: [bold]sollama start --host 127.0.0.1:11434 -e OLLAMA_DEBUG=1[/bold] ·
+    [bold]sollama start --gateway --listen 127.0.0.1:8000[/bold]
     """
     from ollama_ops.render.server import render_notes, render_start
     from ollama_ops.services.lifecycle import dry_run as plan_only
@@ -94,6 +118,12 @@ def start(
 
         raise UsageError("--supervise starts the daemon detached and watches it; it does not go with --dry-run or "
                          "--foreground")
+    if gateway and (foreground or supervise or dry_run):
+        from ollama_ops.errors import UsageError
+
+        raise UsageError("--gateway starts both detached; it does not go with --foreground, --supervise or --dry-run "
+                         "(under systemd: `sollama service unit --gateway`)")
+    gateway_plan = _gateway_plan(obj, gateway, listen)
     plan = _plan(obj, binary, env, enforce)
     if dry_run:
         result = plan_only(plan)
@@ -101,8 +131,8 @@ def start(
         render_notes(obj.err, plan.notes, plan.warnings)
         raise typer.Exit(run_foreground(obj.settings, plan, echo=sys.stderr.buffer))
     else:
-        result = _start(obj, plan, timeout)
-    render_notes(obj.err, result.notes, result.warnings)
+        result = _start(obj, plan, timeout, gateway_plan)
+    render_notes(obj.err, result.notes + (result.gateway.notes if result.gateway else []), result.warnings)
     obj.emit(result, render_start)
     if supervise:
         from ollama_ops.render.watch import event_printer
@@ -119,18 +149,19 @@ def stop(
     timeout: Annotated[float, StopTimeoutOption] = 10.0,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Stop the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process verified by pid,
-    creation time and command line is signalled. A stale pid file is removed; nothing running exits 0. With
-    --host (or OLLAMA_HOST, or a configured address) only the daemon at that address is stopped.
+    """Stop the gateway and the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process
+    verified by pid, creation time and command line is signalled. The gateway goes first and gets at least
+    gateway.drain_timeout to drain. A stale pid file is removed; nothing running exits 0. With --host (or OLLAMA_HOST, or a configured address) only the daemon at
+    that address is stopped.
 
     Example: [bold]sollama stop --timeout 30[/bold]
     """
     from ollama_ops.render.server import render_notes, render_stop
-    from ollama_ops.services.lifecycle import stop_server
+    from ollama_ops.services.gateway_lifecycle import stop_both
 
     obj = use(ctx, json=json, host=host)
-    result = stop_server(obj.settings, timeout=timeout)
-    render_notes(obj.err, result.notes)
+    result = stop_both(obj.settings, timeout=timeout)
+    render_notes(obj.err, (result.gateway.notes if result.gateway else []) + result.notes)
     obj.emit(result, render_stop)
 
 
@@ -144,25 +175,35 @@ def restart(
     env: Annotated[list[str] | None, EnvOption] = None,
     binary: Annotated[str | None, BinaryOption] = None,
     enforce: Annotated[bool | None, EnforceOption] = None,
+    gateway: Annotated[bool, typer.Option("--gateway", help="Start the gateway too, even when none ran.")] = False,
+    listen: Annotated[str | None, ListenOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Stop the daemon (as `stop`), then start it again with the same settings (as `start`).
+
+    The gateway sollama started is stopped first and started again after the daemon, on the address it had (with
+    --gateway: also when none ran).
 
     With --host (or OLLAMA_HOST, or a configured address) only the daemon sollama started at that address is
     stopped; one it started elsewhere is left alone, and the start then refuses to run a second one.
     """
     from ollama_ops.render.server import render_log_tail, render_notes, render_restart
-    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut, restart_server
+    from ollama_ops.services.gateway_lifecycle import restart_both, running_listen
+    from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut
 
     obj = use(ctx, json=json, host=host)
+    was = running_listen()
+    gateway_plan = _gateway_plan(obj, gateway or was is not None, listen or was)
     plan = _plan(obj, binary, env, enforce)
     try:
-        result = restart_server(obj.settings, plan, timeout=timeout, start_timeout=start_timeout,
-                                spinner=_spinner(obj))
+        result = restart_both(obj.settings, plan, gateway_plan, timeout=timeout, start_timeout=start_timeout,
+                              spinner=_spinner(obj))
     except (DaemonDiedAtStart, StartTimedOut) as exc:
-        render_log_tail(obj.err, exc.log_tail, f"last lines of {plan.log}")
+        render_log_tail(obj.err, exc.log_tail, f"last lines of {exc.log or plan.log}")
         raise
-    render_notes(obj.err, result.stop.notes + result.start.notes, result.start.warnings)
+    gw_notes = (result.stop.gateway.notes if result.stop.gateway else []) + (
+        result.start.gateway.notes if result.start.gateway else [])
+    render_notes(obj.err, result.stop.notes + result.start.notes + gw_notes, result.start.warnings)
     obj.emit(result, render_restart)
 
 

@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -136,12 +136,14 @@ def is_serve_cmdline(cmdline: list[str]) -> bool:
     return "serve" in cmdline[1:]
 
 
-def verify(record: PidRecord | None) -> psutil.Process | None:
-    """The live daemon the record describes, or None: pid AND creation time AND command line must match, and
-    that command line must be an `ollama serve` (a record naming any other program is never trusted)."""
+def verify(record: PidRecord | None, *,
+           accepts: Callable[[list[str]], bool] = is_serve_cmdline) -> psutil.Process | None:
+    """The live process the record describes, or None: pid AND creation time AND command line must match, and
+    that command line must be one `accepts` (by default an `ollama serve`; a record naming any other program is
+    never trusted)."""
     if record is None or record.pid <= 0 or record.create_time is None or not record.cmdline:
         return None
-    if not is_serve_cmdline(record.cmdline):
+    if not accepts(record.cmdline):
         return None
     return _verify_process(record.pid, record.create_time, record.cmdline)
 

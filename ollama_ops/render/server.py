@@ -41,6 +41,20 @@ def render_start(console: Console, result: Any) -> None:
     _field(console, "log", result.log)
     if result.memory_budget is not None:
         _field(console, "memory", f"budget {format_bytes(result.memory_budget)}")
+    if result.gateway is not None:
+        _render_gateway_start(console, result.gateway)
+
+
+def _render_gateway_start(console: Console, result: Any) -> None:
+    if result.status == "already-running":
+        display_success(console, f"a gateway already answers at {result.address}; not starting a second one")
+    else:
+        display_success(console, f"sollama serve (the gateway) started at {result.address} in "
+                                 f"{format_seconds(result.waited_s)}")
+    _field(console, "pid", result.pid)
+    _field(console, "address", result.address)
+    _field(console, "by", result.started_by)
+    _field(console, "log", result.log)
 
 
 def render_dry_run(console: Console, result: Any) -> None:
@@ -66,11 +80,19 @@ def render_log_tail(console: Console, lines: list[str], title: str = "last log l
     display_info(console, "---")
 
 
+_HOW = {"sigterm": "SIGTERM", "sigkill": "SIGKILL after the timeout", "exited": "it had exited"}
+
+
 def render_stop(console: Console, result: Any) -> None:
+    gateway = getattr(result, "gateway", None)
+    if gateway is not None and gateway.status == "stopped":
+        display_success(console, f"stopped sollama serve, the gateway (pid {gateway.pid}) in "
+                                 f"{format_seconds(gateway.waited_s)} ({_HOW.get(gateway.how, gateway.how)})")
+    elif gateway is not None and gateway.status == "stale":
+        display_info(console, f"stale gateway pid file: {gateway.stale_reason}")
     if result.status == "stopped":
-        how = {"sigterm": "SIGTERM", "sigkill": "SIGKILL after the timeout", "exited": "it had exited"}
         display_success(console, f"stopped ollama serve (pid {result.pid}) in {format_seconds(result.waited_s)} "
-                                 f"({how.get(result.how, result.how)})")
+                                 f"({_HOW.get(result.how, result.how)})")
     elif result.status == "stale":
         display_info(console, f"stale pid file: {result.stale_reason}")
     else:

@@ -60,7 +60,9 @@ def status_view(report: StatusReport) -> RenderableType:
     g = report.gateway
     if g is not None:
         if not g.running:
-            line = Text(f"{g.address} not running ({g.error})", style="yellow")
+            line = Text(f"{g.address} not running ({g.error})"
+                        + (f", its process up {format_seconds(g.uptime_s)}" if g.managed and g.uptime_s else ""),
+                        style="yellow")
         else:
             line = Text(f"{g.address} → {g.upstream}, up {format_seconds(g.uptime_s or 0.0)}"
                         + (", DRAINING" if g.draining else ""))
@@ -72,6 +74,8 @@ def status_view(report: StatusReport) -> RenderableType:
                     line.append(" (yours)")
             elif g.error:
                 line.append(f"; {g.error}", style="dim")
+        if g.managed:
+            line.append(f"; started by sollama (pid {g.pid})")
         line.append(f"; {g.keys} key{'' if g.keys == 1 else 's'}"
                     + (f" ({g.keys_total - g.keys} revoked/expired)" if g.keys_total > g.keys else ""))
         _row(facts, "gateway", line)

@@ -7,21 +7,16 @@ the pid file written there is the only thing `stop` will ever signal, and only a
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ollama_ops import __version__
 from ollama_ops.core.hosts import HostAddress, parse_host
 from ollama_ops.edges import process as pf
 from ollama_ops.errors import (
@@ -34,58 +29,29 @@ from ollama_ops.errors import (
     UsageError,
 )
 from ollama_ops.services.launch import LaunchPlan
+from ollama_ops.services.managed import (
+    LOCK_GRACE,
+    NONE,
+    OTHER,
+    READY,
+    DaemonDiedAtStart,
+    Managed,
+    Spinner,
+    StartResult,
+    StartTimedOut,
+    StopResult,
+    confirm_record,
+    listener_description,
+    preflight,
+    serves_at,
+    start_managed,
+    stop_managed,
+    write_record,
+)
 
-Spinner = Callable[[str], AbstractContextManager[Any]]
-LOCK_GRACE = 15.0
-
-
-class DaemonDiedAtStart(ProcessError):
-    """`ollama serve` exited before it answered; `log_tail` holds its last log lines."""
-
-    def __init__(self, message: str, log_tail: list[str]) -> None:
-        super().__init__(message, hint="see the log lines above")
-        self.log_tail = log_tail
-
-
-class StartTimedOut(RequestTimeout):
-    """The daemon did not answer within --timeout; it was stopped. `log_tail` holds its last log lines."""
-
-    def __init__(self, message: str, log_tail: list[str]) -> None:
-        super().__init__(message, hint="raise --timeout (server.start_timeout) or see the log lines above")
-        self.log_tail = log_tail
-
-
-@dataclass
-class StartResult:
-    """What `sollama start` did ("started", "already-running" or "dry-run") and the daemon it left running."""
-
-    status: str
-    address: str
-    pid: int | None = None
-    version: str | None = None
-    log: str | None = None
-    memory_budget: int | None = None
-    started_by: str | None = None
-    started_at: str | None = None
-    waited_s: float | None = None
-    command: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    env_sources: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class StopResult:
-    """What `sollama stop` did: "stopped" (how: sigterm/sigkill/exited), "stale" (pid file removed, nothing
-    signalled) or "not-running"."""
-
-    status: str
-    pid: int | None = None
-    how: str | None = None
-    waited_s: float | None = None
-    stale_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
+__all__ = ["DaemonDiedAtStart", "RestartResult", "StartResult", "StartTimedOut", "StopResult", "daemon_spec",
+           "dry_run", "listener_description", "probe", "quick_client", "restart_server", "run_foreground",
+           "serves_at", "start_server", "stop_server"]
 
 
 @dataclass
@@ -115,18 +81,6 @@ def probe(client: Any) -> str:
         return "other"
 
 
-def listener_description(port: int) -> str | None:
-    """Who listens on a local TCP port, in words."""
-    from ollama_ops.edges.system import listener_on
-
-    info = listener_on(port)
-    if info is None:
-        return None
-    cmd = " ".join(info.cmdline)
-    text = f"{info.name} (pid {info.pid or '?'}" + (f", user {info.username})" if info.username else ")")
-    return text + (f": {cmd[:120]}" if cmd else "")
-
-
 def _listener_pid(port: int) -> int | None:
     from ollama_ops.edges.system import listener_on
 
@@ -136,31 +90,15 @@ def _listener_pid(port: int) -> int | None:
 
 # -- start ------------------------------------------------------------------------------------------------------
 
-def _started_by() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"sollama {__version__} ({user}@{socket.gethostname()})"
-
-
-def _write_record(server: pf.ServerProcess, plan: LaunchPlan) -> pf.PidRecord:
-    record = server.record(plan.serve_cmdline, host=plan.address.bind.split("://", 1)[-1],
-                           base_url=plan.address.base_url,
-                           binary=plan.binary, log=plan.log, started_by=_started_by(),
-                           started_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    pf.write_pidfile(record)
-    return record
-
-
-def _confirm_record(server: pf.ServerProcess, record: pf.PidRecord) -> pf.PidRecord:
-    """Once the daemon answers it has exec'd into its final form (past a wrapper script or systemd-run):
-    record the command line it really has, which is what `verify` will compare."""
-    actual = server.cmdline()
-    if actual and actual != record.cmdline:
-        record.cmdline = actual
-        pf.write_pidfile(record)
-    return record
+def daemon_spec(plan: LaunchPlan, client: Any) -> Managed:
+    """The daemon as a managed process: `state_dir/server.json` and `server.lock`, `ollama serve`, ready when
+    GET / answers."""
+    states = {"ollama": READY, "none": NONE, "other": OTHER}
+    return Managed(name="ollama serve", pidfile=pf.pidfile_path(), lock=pf.lock_path(), command=plan.command,
+                   env=plan.full_env, log=Path(plan.log), address=plan.address,
+                   probe=lambda: states[probe(client)], record_cmdline=plan.serve_cmdline, binary=plan.binary,
+                   version=client.version, kind="Ollama",
+                   address_hint="choose another address with --host 127.0.0.1:<port>")
 
 
 def _already_running(client: Any, addr: HostAddress, proc: Any, record: pf.PidRecord | None,
@@ -185,104 +123,20 @@ def _check_address(addr: HostAddress) -> None:
                          hint="use a loopback address such as --host 127.0.0.1:11434")
 
 
-def _preflight(addr: HostAddress, client: Any, notes: list[str]) -> tuple[StartResult | None, Any]:
-    """Under the lock: is an Ollama already there, is the port taken, is the pid file stale?"""
-    record = pf.read_pidfile()
-    proc = pf.verify(record)
-    if record is not None and proc is None:
-        pf.remove_pidfile()
-        notes.append(f"removed a stale pid file ({pf.why_stale(record)}); nothing was signalled")
-    if proc is not None and record is not None and not serves_at(record, addr):
-        raise ProcessError(f"the daemon sollama started already runs at {record.base_url} (pid {record.pid})",
-                           hint="stop it first (`sollama stop`) or use that address")
-    state = probe(client)
-    if state == "ollama":
-        return _already_running(client, addr, proc, record, notes), proc
-    if state == "other":
-        holder = listener_description(addr.port) or "an unknown process"
-        raise ProcessError(f"port {addr.port} is held by {holder}, which is not Ollama",
-                           hint="choose another address with --host 127.0.0.1:<port>")
-    return None, proc
-
-
-def _log_tail(log: Path, offset: int, lines: int = 20) -> list[str]:
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(offset)
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
-
-
-def _wait_ready(server: pf.ServerProcess, client: Any, plan: LaunchPlan, timeout: float, offset: int,
-                spinner: Spinner, *, ours: bool = True) -> float:
-    """Seconds until GET / answered. A daemon this call spawned is stopped again when it does not answer in
-    time; one an earlier start left (`ours=False`) is left running."""
-    start = time.monotonic()
-    deadline = start + timeout
-    with spinner(f"waiting for ollama serve at {plan.address.base_url} (pid {server.pid})"):
-        while True:
-            if not server.alive():
-                rc = server.returncode()
-                time.sleep(0.1)  # let the last lines reach the log
-                tail = _log_tail(Path(plan.log), offset)
-                raise DaemonDiedAtStart(f"ollama serve (pid {server.pid}) exited with code {rc} while starting",
-                                        tail)
-            if probe(client) == "ollama":
-                return time.monotonic() - start
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-    if not ours:
-        raise StartTimedOut(f"the daemon sollama started earlier (pid {server.pid}) runs but does not answer at "
-                            f"{plan.address.base_url} within {timeout:g}s; left it running",
-                            _log_tail(Path(plan.log), offset))
-    server.stop(5.0)
-    raise StartTimedOut(f"ollama serve did not answer at {plan.address.base_url} within {timeout:g}s; "
-                        f"stopped it (pid {server.pid})", _log_tail(Path(plan.log), offset))
-
-
 def start_server(settings: Any, plan: LaunchPlan, *, timeout: float | None = None,
                  spinner: Spinner | None = None) -> StartResult:
     """Start the daemon detached, or report the one already answering at the address."""
     _check_address(plan.address)
     timeout = settings.server.start_timeout if timeout is None else timeout
-    spinner = spinner or (lambda _msg: nullcontext())
-    notes = list(plan.notes)
-    with quick_client(plan.address.base_url) as client, pf.server_lock(timeout + LOCK_GRACE):
-        existing, proc = _preflight(plan.address, client, notes)
-        if existing is not None:
-            return existing
-        if proc is not None:  # ours, verified, but not answering yet: give it the same time
-            server = pf.ServerProcess(proc)
-            record = pf.read_pidfile()
-            offset = 0
-        else:
-            log = Path(plan.log)
-            offset = log.stat().st_size if log.exists() else 0
-            server = pf.ServerProcess.spawn(plan.command, plan.full_env, log)
-            record = _write_record(server, plan)
-        try:
-            waited = _wait_ready(server, client, plan, timeout, offset, spinner, ours=proc is None)
-        except DaemonDiedAtStart:
-            pf.remove_pidfile()
-            raise
-        except StartTimedOut:
-            if proc is None:
-                pf.remove_pidfile()
-            raise
-        if record is not None:
-            record = _confirm_record(server, record)
-        version = None
-        with contextlib.suppress(SollamaError):
-            version = client.version()
-    assert record is not None
-    status = "started" if proc is None else "already-running"
-    return StartResult(status, plan.address.base_url, pid=server.pid, version=version, log=plan.log,
-                       memory_budget=plan.memory_budget, started_by=record.started_by,
-                       started_at=record.started_at, waited_s=round(waited, 3), command=plan.command,
-                       env=plan.env, env_sources=plan.env_sources, notes=notes, warnings=list(plan.warnings))
+    with quick_client(plan.address.base_url) as client:
+        result = start_managed(daemon_spec(plan, client), timeout=timeout, spinner=spinner, notes=plan.notes,
+                               running=lambda proc, record, notes: _already_running(client, plan.address, proc,
+                                                                                    record, notes))
+    if result.status == "already-running" and result.waited_s is None:
+        return result
+    result.memory_budget, result.env, result.env_sources = plan.memory_budget, plan.env, plan.env_sources
+    result.command, result.log, result.warnings = plan.command, plan.log, list(plan.warnings)
+    return result
 
 
 def dry_run(plan: LaunchPlan) -> StartResult:
@@ -301,14 +155,16 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
     _check_address(plan.address)
     notes: list[str] = list(plan.notes)
     with quick_client(plan.address.base_url) as client, pf.server_lock(settings.server.start_timeout + LOCK_GRACE):
-        existing, _ = _preflight(plan.address, client, notes)
+        spec = daemon_spec(plan, client)
+        existing, _ = preflight(spec, notes, lambda proc, record, notes: _already_running(
+            client, plan.address, proc, record, notes))
         if existing is not None:
             raise ProcessError(f"an Ollama already answers at {plan.address.base_url} (pid {existing.pid or '?'})",
                                hint="stop it first, or choose another --host")
         log = Path(plan.log)
         offset = log.stat().st_size if log.exists() else 0
         server = pf.ServerProcess.spawn(plan.command, plan.full_env, log)
-        record = _write_record(server, plan)
+        record = write_record(server, spec)
     assert server.popen is not None
     done = threading.Event()
     copier = threading.Thread(target=_follow_log, args=(log, offset, echo, done), daemon=True)
@@ -323,7 +179,7 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        rc = _wait_attached(server, record, client_url=plan.address.base_url,
+        rc = _wait_attached(server, record, spec, client_url=plan.address.base_url,
                             confirm_within=settings.server.start_timeout)
     finally:
         for sig, handler in previous.items():
@@ -337,7 +193,7 @@ def run_foreground(settings: Any, plan: LaunchPlan, *, echo: BinaryIO | None = N
     return 128 - rc if rc < 0 else rc
 
 
-def _wait_attached(server: pf.ServerProcess, record: pf.PidRecord, *, client_url: str,
+def _wait_attached(server: pf.ServerProcess, record: pf.PidRecord, spec: Managed, *, client_url: str,
                    confirm_within: float) -> int:
     """Wait for the attached daemon to exit; once it answers, confirm its pid record."""
     assert server.popen is not None
@@ -350,7 +206,7 @@ def _wait_attached(server: pf.ServerProcess, record: pf.PidRecord, *, client_url
             except subprocess.TimeoutExpired:
                 pass
             if not confirmed and (probe(client) == "ollama" or time.monotonic() > deadline):
-                _confirm_record(server, record)
+                confirm_record(server, record, spec)
                 confirmed = True
 
 
@@ -390,11 +246,6 @@ def _follow_log(log: Path, offset: int, echo: BinaryIO, done: threading.Event, p
 
 # -- stop / restart ---------------------------------------------------------------------------------------------
 
-def serves_at(record: pf.PidRecord, addr: HostAddress) -> bool:
-    """Whether the daemon a pid record describes listens at `addr` (same port, and `addr` is this machine)."""
-    return bool(record.host) and addr.is_local and parse_host(record.host).port == addr.port
-
-
 def _address_chosen(settings: Any) -> bool:
     """True when the address came from --host, the environment or a config file (not the built-in default)."""
     return settings.sources.get("server.host", "default") != "default"
@@ -414,24 +265,17 @@ def stop_server(settings: Any, *, timeout: float = 10.0) -> StopResult:
     nothing is signalled; no pid file at all is not an error. When an address was chosen (--host, environment,
     config), only the daemon at that address is stopped: the one sollama started elsewhere is left alone."""
     addr = parse_host(settings.server.host)
-    with pf.server_lock(max(timeout, settings.server.start_timeout) + LOCK_GRACE):
-        record = pf.read_pidfile()
-        if record is None:
-            return StopResult("not-running", notes=_foreign_note(addr))
-        if _address_chosen(settings) and record.host and not serves_at(record, addr) \
-                and pf.verify(record) is not None:
-            return StopResult("not-running", notes=[
-                f"the daemon sollama started runs at {record.base_url} (pid {record.pid}), not at "
-                f"{addr.base_url}; left it alone", *_foreign_note(addr)])
-        proc = pf.verify(record)
-        if proc is None:
-            pf.remove_pidfile()
-            return StopResult("stale", pid=record.pid or None, stale_reason=pf.why_stale(record),
-                              notes=["removed the stale pid file; nothing was signalled"])
-        started = time.monotonic()
-        how = pf.ServerProcess(proc).stop(timeout)
-        pf.remove_pidfile()
-    return StopResult("stopped", pid=record.pid, how=how, waited_s=round(time.monotonic() - started, 3))
+
+    def leave_alone(record: pf.PidRecord) -> list[str] | None:
+        if _address_chosen(settings) and record.host and not serves_at(record, addr):
+            return [f"the daemon sollama started runs at {record.base_url} (pid {record.pid}), not at "
+                    f"{addr.base_url}; left it alone", *_foreign_note(addr)]
+        return None
+
+    spec = Managed(name="ollama serve", pidfile=pf.pidfile_path(), lock=pf.lock_path(), command=[], env={},
+                   log=pf.log_path(), address=addr, probe=lambda: NONE)
+    return stop_managed(spec, timeout=timeout, lock_timeout=max(timeout, settings.server.start_timeout),
+                        leave_alone=leave_alone, absent=lambda: _foreign_note(addr))
 
 
 def restart_server(settings: Any, plan: LaunchPlan, *, timeout: float = 10.0, start_timeout: float | None = None,

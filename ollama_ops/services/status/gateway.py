@@ -1,7 +1,8 @@
 """The gateway section of `sollama status`: is a `sollama serve` configured or running, and how busy is it.
 
 Read from the gateway itself: `/healthz` (it lives, uptime, draining) and `/queue` (slots, in flight, depth; the
-admin view with an admin key or when auth is off, else the caller's own requests), plus the local keys file.
+admin view with an admin key or when auth is off, else the caller's own requests), plus the local keys file and
+the managed gateway's pid record (`sollama start --gateway`: pid, since when, its log; verified before trusted).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class GatewayStatus:
     keys: int = 0  # usable keys in the local keys file
     keys_total: int = 0  # of which revoked or expired: keys_total - keys
     error: str | None = None
+    managed: bool = False  # sollama started it (`start --gateway`) and its pid record verifies
+    pid: int | None = None  # the managed gateway's pid
+    started_at: str | None = None
+    log: str | None = None  # the managed gateway's process log
 
 
 def _configured(settings: Any) -> bool:
@@ -46,9 +51,25 @@ def _key_counts() -> tuple[int, int]:
     return ring.usable_count(), len(ring)
 
 
+def _managed() -> tuple[Any, float | None]:
+    """(record, process uptime in seconds) of the gateway sollama started, when its record verifies."""
+    import time
+
+    from ollama_ops.services.gateway_lifecycle import gateway_record
+
+    record, proc = gateway_record()
+    if record is None or proc is None:
+        return None, None
+    try:
+        return record, max(0.0, time.time() - proc.create_time())
+    except Exception:  # gone since verified
+        return None, None
+
+
 def gateway_status(settings: Any, *, api_key: str | None = None, timeout: float = 1.0,
                    always: bool = False) -> GatewayStatus | None:
-    """The gateway's state; None when none is configured and nothing answers on its address (unless `always`)."""
+    """The gateway's state; None when none is configured, none is managed and nothing answers on its address
+    (unless `always`)."""
     import httpx
 
     from ollama_ops.gateway.settings import from_settings
@@ -58,18 +79,25 @@ def gateway_status(settings: Any, *, api_key: str | None = None, timeout: float 
     except SollamaError:
         return None
     usable, total = _key_counts()
-    report = GatewayStatus(address=config.listen_url, upstream=config.upstream, running=False, keys=usable,
+    record, process_uptime = _managed()
+    address = record.base_url if record is not None and record.base_url else config.listen_url
+    report = GatewayStatus(address=address, upstream=config.upstream, running=False, keys=usable,
                            keys_total=total)
+    if record is not None:
+        report.managed, report.pid = True, record.pid
+        report.started_at, report.log = record.started_at or None, record.log or None
+        report.uptime_s = round(process_uptime, 1) if process_uptime is not None else None
+        always = True
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=config.listen_url, timeout=timeout, headers=headers, trust_env=False) as http:
+    with httpx.Client(base_url=address, timeout=timeout, headers=headers, trust_env=False) as http:
         try:
             health = http.get("/healthz")
             body = health.json() if health.status_code == 200 else None
         except (httpx.HTTPError, ValueError) as exc:
-            body, report.error = None, f"{config.listen_url} does not answer ({type(exc).__name__})"
+            body, report.error = None, f"{address} does not answer ({type(exc).__name__})"
         if not isinstance(body, dict) or "draining" not in body:
             if report.error is None:
-                report.error = f"{config.listen_url} answers, but not as a sollama gateway"
+                report.error = f"{address} answers, but not as a sollama gateway"
             return report if (always or _configured(settings)) else None
         report.running, report.error = True, None
         report.uptime_s, report.draining = body.get("uptime_s"), bool(body.get("draining"))
