@@ -54,7 +54,7 @@ def test_json_create_revoke_rotate(sollama):
     (["keys", "create", "x", "--rpm", "0"], 2, "Invalid value"),
     (["keys", "revoke", "nobody"], 1, "no key named 'nobody'"),
     (["keys", "rotate", "nobody"], 1, "no key named 'nobody'"),
-    (["serve", "--workers", "2"], 2, "--workers must be 1"),
+    (["serve", "--workers", "2"], 2, "--workers above 1 needs shared state"),
     (["serve", "--listen", "0.0.0.0:18999"], 3, "no API keys exist"),
     (["serve", "--listen", "http://x:1/p"], 3, "gateway.listen must be HOST:PORT"),
     (["serve", "--listen", "127.0.0.1:99999"], 3, "port must be 1-65535"),

@@ -24,8 +24,10 @@ def serve(
     slots: Annotated[int | None, typer.Option("--slots",
                                               help="Requests in flight upstream at once (default: gateway.slots, "
                                                    "else server.num_parallel, else 1).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes (1: the fair queue and the "
-                                                                  "limits live in the process).")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="Worker processes sharing the listen socket; above 1 only with "
+                                              "shared state (gateway.state: redis://…), where the slots and "
+                                              "limits live.")] = 1,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth",
                                                    help="Serve beyond loopback without keys (never on a shared "
                                                         "network).")] = False,
@@ -36,15 +38,11 @@ def serve(
     SIGTERM stops it gracefully (queued requests get 503, in-flight ones finish within gateway.drain_timeout).
     Example: [bold]sollama keys create ci --rpm 60 && sollama serve --listen 127.0.0.1:8000[/bold]
     """
-    from ollama_ops.errors import UsageError
     from ollama_ops.gateway.server import serve as run
     from ollama_ops.gateway.settings import from_settings
     from ollama_ops.render.gateway import render_serving
 
-    if workers != 1:
-        raise UsageError("--workers must be 1: the fair queue and the limits live in one process (several "
-                         "workers need shared storage, not available yet)")
     obj = use(ctx)
     config = from_settings(obj.settings, listen=listen, upstream=upstream, slots=slots,
                            insecure_no_auth=insecure_no_auth)
-    run(config, on_ready=lambda cfg, keys: render_serving(obj.err, cfg, keys))
+    run(config, workers=workers, on_ready=lambda cfg, keys: render_serving(obj.err, cfg, keys, workers=workers))

@@ -101,9 +101,9 @@ def start(
 ) -> None:
     """Start the shared `ollama serve` detached, or report the one already running (exit 0).
 
-    With --gateway, then the API gateway (`sollama serve`) in front of it, as a second managed process, ready when
-    its /readyz answers. Exits 1 when the port is held by something else or the daemon (or gateway) dies at start (its last log lines
-    are shown), and 5 when it is not ready within --timeout (it is stopped again).
+    With --gateway, then the API gateway (`sollama serve`) in front of it, as a second managed process, ready
+    when its /readyz answers. Exits 1 when the port is held by something else or the daemon (or gateway) dies at
+    start (its last log lines are shown), and 5 when it is not ready within --timeout (it is stopped again).
 
     Example: [bold]sollama start --host 127.0.0.1:11434 -e OLLAMA_DEBUG=1[/bold] ·
     [bold]sollama start --gateway --listen 127.0.0.1:8000[/bold]
@@ -151,8 +151,8 @@ def stop(
 ) -> None:
     """Stop the gateway and the daemon sollama started (SIGTERM, then SIGKILL after --timeout); only a process
     verified by pid, creation time and command line is signalled. The gateway goes first and gets at least
-    gateway.drain_timeout to drain. A stale pid file is removed; nothing running exits 0. With --host (or OLLAMA_HOST, or a configured address) only the daemon at
-    that address is stopped.
+    gateway.drain_timeout to drain. A stale pid file is removed; nothing running exits 0. With --host (or
+    OLLAMA_HOST, or a configured address) only the daemon at that address is stopped.
 
     Example: [bold]sollama stop --timeout 30[/bold]
     """

@@ -4,6 +4,7 @@ end of every request (`finish`): one access-log line, the metrics, one usage row
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class Gateway:
         self.access_log: AccessLog | None = None
         self.usage: Any = None  # UsageSink or PgUsageSink: add(row), close()
         self.started = time.time()
+        self.pid = os.getpid()
         # Finished requests' log entries and usage rows, handed to the writer threads in batches every
         # FLUSH_S: one thread wake-up per batch, not per request (each wake-up takes the GIL from the loop).
         self._log_batch: list[dict] = []
@@ -154,6 +156,7 @@ class Gateway:
             "ttft_ms": None if ex.ttft_s is None else round(ex.ttft_s * 1000, 3),
             "duration_ms": round(ex.duration_s * 1000, 3), "prompt_tokens": ex.prompt_tokens,
             "output_tokens": ex.output_tokens, "stream": ex.stream, "client": ex.client,
+            "pid": self.pid,  # which process served it (`serve --workers N`)
         }
         if ex.error:
             entry["error"] = ex.error

@@ -15,17 +15,21 @@ from types import FrameType
 
 import uvicorn
 
-from ollama_ops.errors import Interrupted, SollamaError
+from ollama_ops.errors import Interrupted, SollamaError, UsageError
 from ollama_ops.gateway.app import build_app
 from ollama_ops.gateway.compose import build_gateway, open_keyring
 from ollama_ops.gateway.runtime import Gateway
 from ollama_ops.gateway.settings import GatewayConfig, check_exposure
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A socket bound to host:port (listening unless `listen` is False). `reuse_port`: SO_REUSEPORT, so that each
+    worker of `serve --workers N` listens on the same port and the kernel spreads connections across them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -34,9 +38,15 @@ def bind(host: str, port: int) -> socket.socket:
             raise SollamaError(f"cannot listen on {host}:{port}: the address is already in use",
                                hint="choose another with --listen") from exc
         raise SollamaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+WORKERS_NEED_STATE = ("--workers above 1 needs shared state (gateway.state: redis://…): each worker would keep its "
+                      "own queue, slots and limit windows, so together they would exceed the upstream's slots and "
+                      "every key's limits")
 
 
 class _Server(uvicorn.Server):
@@ -77,24 +87,53 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], None] | None = None) -> None:
-    """Serve until SIGTERM (returns) or SIGINT (raises Interrupted)."""
-    keyring = open_keyring(config)
-    check_exposure(config, len(keyring))
-    sock = bind(config.listen_host, config.listen_port)
-    config.listen_port = sock.getsockname()[1]
+def _uvicorn_server(config: GatewayConfig, keyring) -> _Server:
     gw = build_gateway(config, keyring=keyring)
     uconfig = uvicorn.Config(build_app(gw), loop="uvloop", http="httptools", ws="none", lifespan="on",
                              access_log=False, log_level="warning", server_header=False,
                              # uvicorn's stub says int; it hands the seconds to asyncio.wait_for, so a float works
                              timeout_graceful_shutdown=config.drain_timeout,  # type: ignore[arg-type]
                              timeout_keep_alive=75)
-    server = _Server(uconfig, gw)
-    if on_ready is not None:
-        on_ready(config, len(keyring))
+    return _Server(uconfig, gw)
+
+
+def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], None] | None = None,
+          workers: int = 1) -> None:
+    """Serve until SIGTERM (returns) or SIGINT (raises Interrupted). With `workers` > 1 (only with shared state,
+    `gateway.state`), that many worker processes share the one listening socket bound here, each a replica of
+    the fleet (slots, limits, revocations in Redis), and this process supervises them."""
+    if workers > 1 and not config.state:
+        raise UsageError(WORKERS_NEED_STATE)
+    keyring = open_keyring(config)
+    check_exposure(config, len(keyring))
+    # With workers, this socket only holds the port (bound, never listening: it gets no connections); each worker
+    # listens on its own SO_REUSEPORT socket.
+    sock = bind(config.listen_host, config.listen_port, reuse_port=workers > 1, listen=workers == 1)
+    config.listen_port = sock.getsockname()[1]
     try:
+        if workers > 1:
+            from ollama_ops.gateway.workers import supervise
+
+            signals = supervise(config, workers, on_ready=lambda: on_ready and on_ready(config, len(keyring)))
+        else:
+            server = _uvicorn_server(config, keyring)
+            if on_ready is not None:
+                on_ready(config, len(keyring))
+            server.run(sockets=[sock])
+            signals = server.signals
+    finally:
+        sock.close()
+    if signal.SIGINT in signals:
+        raise Interrupted("interrupted")
+
+
+def serve_worker(config: GatewayConfig) -> list[int]:
+    """One worker of `serve --workers N`: the gateway on its own SO_REUSEPORT socket on the shared port until
+    SIGTERM; returns the signals it got."""
+    sock = bind(config.listen_host, config.listen_port, reuse_port=True)
+    try:
+        server = _uvicorn_server(config, open_keyring(config))
         server.run(sockets=[sock])
     finally:
         sock.close()
-    if signal.SIGINT in server.signals:
-        raise Interrupted("interrupted")
+    return server.signals

@@ -62,7 +62,7 @@ def _view(r: KeyRecord, now: float) -> KeyView:
                    _iso(r.created) or "", _iso(r.expires), state)
 
 
-def render_serving(console: Console, config, keys: int) -> None:  # type: ignore[no-untyped-def]
+def render_serving(console: Console, config, keys: int, *, workers: int = 1) -> None:  # type: ignore[no-untyped-def]
     auth = "off" if config.auth == "off" else f"{keys} key(s)" if keys or config.auth == "required" else \
         "off until a key exists (loopback)"
     target = config.upstream
@@ -75,7 +75,7 @@ def render_serving(console: Console, config, keys: int) -> None:  # type: ignore
         console.print(Text(f"  state {redact(config.state) or 'in-process'} · store "
                            f"{redact(config.store) or 'keys file + SQLite'}"))
     console.print(Text(f"  slots {config.slots} · queue {config.queue_depth} · max wait {config.max_wait:g} s · "
-                       f"auth {auth}"))
+                       f"auth {auth}" + (f" · {workers} workers" if workers > 1 else "")))
 
 
 def render_created(console: Console, created: CreatedView) -> None:

@@ -1,0 +1,95 @@
+"""`sollama serve --workers N`: N worker processes on one port, each a replica of the fleet.
+
+The parent binds the port (SO_REUSEPORT, never listening: it only holds the address and reports a taken one);
+each worker listens on its own SO_REUSEPORT socket on that port, and the kernel spreads new connections across
+them by hashing each connection's addresses (an even spread, where one shared socket would let whichever worker
+wakes first take a whole burst). Only processes of the same user can join such a port. The slots, the limit
+windows and key revocations live in the shared state (`gateway.state`, Redis), so the workers together keep each
+upstream's slots and each key's limits exactly as one process would; that is why N > 1 needs it.
+
+The parent supervises: SIGTERM or SIGINT is forwarded once to every worker (each drains as a single gateway does),
+a worker that exits on its own stops the others (the parent then fails with its exit code), and workers left
+running past the drain timeout are killed. Workers run in their own process group, so a Ctrl-C on the terminal
+reaches them once, through the parent; a worker whose parent is gone stops itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ollama_ops.errors import SollamaError
+from ollama_ops.gateway.settings import GatewayConfig
+
+KILL_GRACE = 5.0  # seconds past the drain timeout before a worker is killed
+
+
+def _watch_parent(parent: int) -> None:
+    """Stop this worker (SIGTERM: it drains) once its parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(config: GatewayConfig, parent: int) -> None:
+    os.setpgid(0, 0)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    from ollama_ops.gateway.server import serve_worker
+
+    signals = serve_worker(config)
+    raise SystemExit(130 if signal.SIGINT in signals else 0)
+
+
+def supervise(config: GatewayConfig, workers: int, *, on_ready: Callable[[], Any] | None = None) -> list[int]:
+    """Run `workers` workers on config's listen address until a signal stops them; returns the signals received. Raises
+    SollamaError when a worker exits on its own (the others are stopped first)."""
+    ctx = multiprocessing.get_context("spawn")
+    received: list[int] = []
+
+    def handler(sig: int, _frame: Any) -> None:
+        received.append(sig)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs: list[Any] = []
+    failed: Any = None
+    try:
+        for i in range(workers):
+            proc = ctx.Process(target=_worker_main, args=(config, os.getpid()),
+                               name=f"sollama-gateway-worker-{i + 1}")
+            proc.start()
+            procs.append(proc)
+        if on_ready is not None:
+            on_ready()
+        deadline: float | None = None
+        while any(p.is_alive() for p in procs):
+            if deadline is None and (received or any(not p.is_alive() for p in procs)):
+                if not received:
+                    failed = next(p for p in procs if not p.is_alive())
+                sig = received[0] if received else signal.SIGTERM
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, sig)  # our unreaped child: its pid cannot have been reused
+                deadline = time.monotonic() + config.drain_timeout + KILL_GRACE
+            if deadline is not None and time.monotonic() > deadline:
+                for p in procs:
+                    if p.is_alive():
+                        p.kill()
+                deadline = float("inf")
+            multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], timeout=0.2)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join(timeout=5)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if failed is not None:
+        raise SollamaError(f"gateway worker {failed.name} (pid {failed.pid}) exited with code {failed.exitcode}; "
+                           f"stopped the other workers")
+    return received
