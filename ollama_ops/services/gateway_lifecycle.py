@@ -93,7 +93,7 @@ class GatewayPlan:
 def plan_gateway(settings: Any, *, listen: str | None = None, config_path: str | None = None) -> GatewayPlan:
     """The gateway's command from the settings (`gateway.listen` unless `listen`); refuses (exit 3) what `sollama
     serve` itself would refuse at start (auth off beyond loopback), before anything is spawned."""
-    from ollama_ops.gateway.runtime import open_keyring
+    from ollama_ops.gateway.compose import open_keyring
     from ollama_ops.gateway.settings import check_exposure, from_settings
 
     config = from_settings(settings, listen=listen)
