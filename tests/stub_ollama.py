@@ -355,6 +355,7 @@ class StubOllama:
             ("POST", "/api/chat"): lambda r, k: self._infer(r, k, True),
             ("POST", "/v1/chat/completions"): lambda r, k: self._openai(r, k, True),
             ("POST", "/v1/completions"): lambda r, k: self._openai(r, k, False),
+            ("GET", "/v1/models"): self._v1_models,
         }
 
     # -- public API -------------------------------------------------------------
@@ -536,6 +537,10 @@ class StubOllama:
                 }
             )
         return _json(200, {"models": out}, keep)
+
+    def _v1_models(self, req, keep):
+        data = [{"id": m, "object": "model", "created": 1735689600, "owned_by": "library"} for m in self.models]
+        return _json(200, {"object": "list", "data": data}, keep)
 
     def _ps(self, req, keep):
         exp = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

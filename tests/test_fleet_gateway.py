@@ -182,3 +182,29 @@ def test_sigterm_refuses_requests_waiting_for_a_hosts_slot(isolated, redis_url):
             assert infer_count(a) == 1  # it never reached the host
             a.stop()  # ends the stalled stream
             holder.join()
+
+
+def test_listings_are_the_union_of_the_healthy_hosts_each_model_once(isolated):
+    import ollama
+
+    everything, bee = make_key(isolated, "all"), make_key(isolated, "bee", "--models", "b*")  # b:1 and both:1
+    with StubOllama(models=("a:1", "both:1"), loaded=("both:1",)) as a, \
+            StubOllama(models=("b:1", "both:1"), loaded=("both:1", "b:1")) as b, \
+            replica(isolated, upstreams=upstreams((a.url, 2), (b.url, 2))) as gw:
+        client = ollama.Client(host=gw.url, headers={"Authorization": f"Bearer {everything}"})
+        assert sorted(m.model for m in client.list().models) == ["a:1", "b:1", "both:1"]
+        assert sorted(m.model for m in client.ps().models) == ["b:1", "both:1"]  # both:1 once, though on 2 hosts
+        v1 = httpx.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {everything}"}, timeout=10).json()
+        assert v1["object"] == "list" and sorted(m["id"] for m in v1["data"]) == ["a:1", "b:1", "both:1"]
+
+        mine = ollama.Client(host=gw.url, headers={"Authorization": f"Bearer {bee}"})
+        assert sorted(m.model for m in mine.list().models) == ["b:1", "both:1"]
+        assert sorted(m.model for m in mine.ps().models) == ["b:1", "both:1"]
+        v1 = httpx.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {bee}"}, timeout=10).json()
+        assert sorted(m["id"] for m in v1["data"]) == ["b:1", "both:1"]
+
+        b.stop()  # a host that is down is left out; the others still answer
+        assert sorted(m.model for m in client.list().models) == ["a:1", "both:1"]
+        assert sorted(m.model for m in client.ps().models) == ["both:1"]
+        assert wait_for(lambda: not httpx.get(gw.url + "/readyz", timeout=5).json()["hosts"][b.url], 30, 0.1)
+        assert sorted(m.model for m in client.list().models) == ["a:1", "both:1"]

@@ -168,7 +168,30 @@ class Fleet:
                           for h in self.pool.hosts]}
 
     async def listings(self, path: str) -> list[Any] | None:
-        return None
+        """Every healthy host's answer to a listing, in `gateway.upstreams` order, to merge into one (a host that
+        fails to answer is left out, and a refused connection counts against its breaker); None with a single
+        host (its answer is relayed as it is) or when no host answered."""
+        if len(self.pool.hosts) < 2:
+            return None
+        hosts = [h for h in self.pool.hosts if h.up]
+        answers = await asyncio.gather(*(self._listing(h, path) for h in hosts))
+        docs = [doc for doc in answers if doc is not None]
+        return docs or None
+
+    async def _listing(self, host, path: str) -> Any:
+        import json
+
+        try:
+            async with asyncio.timeout(self.pool.poll_timeout):
+                async with host.upstream.request("GET", path) as resp:
+                    raw = await resp.read()
+                    return json.loads(raw) if resp.status == 200 else None
+        except ValueError:
+            return None
+        except (TimeoutError, OSError, Exception) as exc:  # noqa: B014 - aiohttp errors are not all OSErrors
+            if not isinstance(exc, TimeoutError):
+                self.note(host.upstream, False)
+            return None
 
     # -- forwarding -----------------------------------------------------------------------------------------
     async def forward(self, ex: Exchange, send, attempt: Attempt) -> None:

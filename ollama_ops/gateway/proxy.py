@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ollama_ops.core.gateway import dialect
 from ollama_ops.core.gateway.accounting import tokens_in
 from ollama_ops.core.gateway.keys import KeyRecord, model_allowed
+from ollama_ops.core.gateway.listing import filter_listing, merge_listings
 from ollama_ops.core.gateway.requestid import request_id
 from ollama_ops.core.gateway.routes import Kind, Match, NotAllowed, body_models, match, wants_stream
 from ollama_ops.errors import LocalLimit, RequestTimeout, ServerUnreachable, SollamaError
@@ -182,7 +183,7 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
                 await gw.dispatch.forward(ex, send, attempt)
             finally:
                 gw.admission.release()
-        else:
+        elif not (route.kind is Kind.LIST and await _merged_listing(gw, ex, found, send, key)):
             await gw.dispatch.forward_any(ex, send, attempt)
     finally:
         if watcher is not None:
@@ -320,15 +321,22 @@ async def _fail_stream(ex: Exchange, send, sse: bool, code: int, message: str) -
 
 
 def _filter_listing(raw: bytes, patterns: list[str]) -> bytes:
-    """/api/tags, /api/ps (`models[].name`) and /v1/models (`data[].id`) cut to the models a key may use."""
+    """A listing's bytes cut to the models a key may use (see `core.gateway.listing.filter_listing`)."""
     try:
         doc = json.loads(raw)
     except ValueError:
         return raw
-    if isinstance(doc, dict):
-        for field_name, name_key in (("models", "name"), ("data", "id")):
-            items = doc.get(field_name)
-            if isinstance(items, list):
-                doc[field_name] = [m for m in items if isinstance(m, dict)
-                                   and model_allowed(patterns, str(m.get(name_key) or m.get("model") or ""))]
-    return json.dumps(doc).encode()
+    return json.dumps(filter_listing(doc, patterns)).encode()
+
+
+async def _merged_listing(gw: Gateway, ex: Exchange, found: Match, send, key: KeyRecord | None) -> bool:
+    """A listing over several hosts: every healthy host's answer merged into one (False: relay one host's)."""
+    docs = await gw.dispatch.listings(found.route.path)
+    if not docs:
+        return False
+    doc = merge_listings(found.route.path, docs)
+    if key is not None and key.models:
+        doc = filter_listing(doc, key.models)
+    head = [(b"x-request-id", ex.request_id.encode()), (b"x-queue-wait-ms", b"0")]
+    await send_whole(ex, send, 200, "application/json; charset=utf-8", json.dumps(doc).encode(), head)
+    return True
