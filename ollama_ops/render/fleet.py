@@ -20,10 +20,11 @@ def fleet_view(report: FleetReport) -> Group:
     parts: list = [head]
     hosts = Table(box=None, pad_edge=False, header_style="bold")
     for column, justify in (("HOST", "left"), ("HEALTH", "left"), ("VERSION", "left"), ("IN FLIGHT", "right"),
-                            ("LOADED", "left"), ("SIZE", "right"), ("EXPIRES IN", "right")):
+                            ("FREE MEM", "right"), ("LOADED", "left"), ("SIZE", "right"), ("EXPIRES IN", "right")):
         hosts.add_column(column, justify=justify)  # type: ignore[arg-type]
     for h in report.hosts:
         flight = f"{'-' if h.in_flight is None else h.in_flight}/{h.slots}"
+        free = format_bytes(h.memory.free) if h.memory is not None else "-"  # only where sollama manages it
         health = Text("up", style="green") if h.up else Text("down", style="red")
         first = True
         models: list[FleetModel | None] = [*h.loaded] if h.loaded else [None]  # a host without models: one row
@@ -35,11 +36,11 @@ def fleet_view(report: FleetReport) -> Group:
             elif h.up:
                 name = "-"
             hosts.add_row(Text(h.url) if first else Text(""), health if first else Text(""),
-                          Text((h.version or "-") if first else ""), flight if first else "", Text(name), size,
-                          expires)
+                          Text((h.version or "-") if first else ""), flight if first else "", free if first else "",
+                          Text(name), size, expires)
             first = False
         if h.error:
-            hosts.add_row(Text(""), Text(""), Text(h.error, style="red"), "", Text(""), "", "")
+            hosts.add_row(Text(""), Text(""), Text(h.error, style="red"), "", "", Text(""), "", "")
     parts.append(hosts)
     if report.state_error:
         parts.append(Text(f"shared state unreachable: {report.state_error}", style="red"))

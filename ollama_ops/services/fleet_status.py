@@ -1,6 +1,6 @@
 """`sollama status --fleet`: one view of the whole service: every upstream host of `gateway.upstreams` (health,
-version, loaded models with size and expiry, in-flight / slots) and, with `gateway.state`, every live gateway
-replica (address, in-flight, queue depth)."""
+version, loaded models with size and expiry, in-flight / slots, free memory where sollama manages the daemon)
+and, with `gateway.state`, every live gateway replica (address, in-flight, queue depth)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ class FleetModel:
 
 
 @dataclass
+class HostMemory:
+    """Memory of a host whose daemon sollama manages (this machine's, started by `sollama start`): the same facts
+    as `sollama status` and `sollama memory` (psutil RAM, nvidia-smi VRAM, `memory.reserve`)."""
+
+    budget: int  # RAM − reserve + VRAM: what the daemon may use (services.memory.machine_budget)
+    used: int  # /api/ps size of the models loaded on the host
+    free: int  # budget − used (never below 0): what more models may take
+    total_ram: int
+    available_ram: int  # RAM available now (psutil), for everything on the machine
+
+
+@dataclass
 class FleetHost:
     url: str
     slots: int
@@ -31,6 +43,8 @@ class FleetHost:
     loaded: list[FleetModel] = field(default_factory=list)
     in_flight: int | None = None  # from the shared state (None without it)
     error: str | None = None
+    managed: bool = False  # sollama started this daemon (verified pid record on this machine)
+    memory: HostMemory | None = None  # only where managed: other hosts' memory is not ours to read
 
 
 @dataclass
@@ -86,6 +100,37 @@ def probe_host(url: str, slots: int, timeout: float) -> FleetHost:
                      [FleetModel(m.name, m.size, _expires_in(m.expires_at, now)) for m in poll.loaded])
 
 
+def managed_pid(url: str) -> int | None:
+    """The pid of the daemon at `url` when sollama manages it: an address on this machine, and the pid record
+    about its port names a live `ollama serve` (pid, creation time and command line verified)."""
+    from ollama_ops.core.hosts import parse_host
+    from ollama_ops.edges import process
+
+    address = parse_host(url)
+    if not address.is_local:
+        return None
+    record = process.read_pidfile()
+    if record is None or not record.host or parse_host(record.host).port != address.port:
+        return None
+    proc = process.verify(record)
+    return proc.pid if proc is not None else None
+
+
+def add_memory(hosts: list[FleetHost], settings: Any) -> None:
+    """Memory facts for each host sollama manages (the machine is read once, and only when there is one)."""
+    managed = [h for h in hosts if managed_pid(h.url) is not None]
+    if not managed:
+        return
+    from ollama_ops.edges.system import memory_facts
+    from ollama_ops.services.memory import machine_budget
+
+    budget, mem = machine_budget(settings), memory_facts()
+    for host in managed:
+        used = sum(m.size for m in host.loaded)
+        host.managed = True
+        host.memory = HostMemory(budget.total, used, max(0, budget.total - used), mem.total, mem.available)
+
+
 def fleet_status(settings: Any, *, timeout: float = 3.0) -> FleetReport:
     """Probe every host (in parallel) and read the shared state."""
     from ollama_ops.core.hosts import parse_host
@@ -97,6 +142,7 @@ def fleet_status(settings: Any, *, timeout: float = 3.0) -> FleetReport:
         (parse_host(gw.upstream or settings.server.host).base_url, default_slots)]
     with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
         hosts = list(pool.map(lambda spec: probe_host(spec[0], spec[1], timeout), specs))
+    add_memory(hosts, settings)
     report = FleetReport(datetime.now(UTC).isoformat(timespec="seconds"), "redis" if gw.state else "in-process",
                          hosts, None, None)
     if gw.state:
