@@ -179,19 +179,16 @@ class Fleet:
         return docs or None
 
     async def _listing(self, host, path: str) -> Any:
-        import json
+        from ollama_ops.errors import ServerUnreachable, SollamaError
 
         try:
             async with asyncio.timeout(self.pool.poll_timeout):
-                async with host.upstream.request("GET", path) as resp:
-                    raw = await resp.read()
-                    return json.loads(raw) if resp.status == 200 else None
-        except ValueError:
-            return None
-        except (TimeoutError, OSError, Exception) as exc:  # noqa: B014 - aiohttp errors are not all OSErrors
-            if not isinstance(exc, TimeoutError):
-                self.note(host.upstream, False)
-            return None
+                return await host.upstream.get_json(path)
+        except ServerUnreachable:  # refused: the host's breaker hears of it
+            self.note(host.upstream, False)
+        except (TimeoutError, SollamaError, OSError, ValueError):  # slow, broke, not 200, not JSON: left out
+            pass
+        return None
 
     # -- forwarding -----------------------------------------------------------------------------------------
     async def forward(self, ex: Exchange, send, attempt: Attempt) -> None:
