@@ -91,6 +91,20 @@ def test_sweep_page_marks_the_knee_and_the_slo(sollama, tmp_path):
     assert page.count('<tr class="knee">') == 1
 
 
+def test_sweep_page_knee_at_saturation_is_the_step_before(sollama, tmp_path):
+    # output throughput ~ concurrency / scale: 1, 1.8, 1.9 (+5%: saturated); every step meets the SLO, so the
+    # knee is the step before the one that no longer paid off, as `bench --sweep` scores it (core.bench.sweep)
+    with Store() as store:
+        ids = [add_run(store, n=40, scale=scale, seed=20 + i, concurrency=c, sweep_id="sat", step=i,
+                       summary={"slo": {"e2el": 5.0}, "slo_attainment": 1.0})
+               for i, (c, scale) in enumerate([(1, 1.0), (2, 1.1), (4, 2.1)])]
+    page, _ = _page(sollama, tmp_path, str(ids[0]))
+    knee = {s["id"]: s for s in chart_specs(page)}["sweep"]["series"][-1]
+    assert knee["role"] == "knee" and knee["label"].startswith(f"knee: c=2 n=40 max_tokens=16 (run {ids[1]})")
+    assert re.search(rf'<tr class="knee"><td>#{ids[1]}</td>', page)
+    assert page.count('<tr class="knee">') == 1
+
+
 def test_compare_page_colours_each_gated_metric_by_verdict(sollama, tmp_path):
     with Store() as store:
         add_run(store, seed=1, label="main")

@@ -12,16 +12,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ollama_ops import __version__
 from ollama_ops.core import chart_data
 from ollama_ops.errors import SollamaError
 
 if TYPE_CHECKING:
+    from ollama_ops.core.bench.metrics import BenchSummary
     from ollama_ops.edges.store import RequestRecord, RunRecord, Store
     from ollama_ops.services.compare import Comparison
-    from ollama_ops.services.report import RunDetail
+    from ollama_ops.services.report import RunDetail, RunFigures
 
 # Most points of a per-request series (latency over time) and buckets of the breakdown over time: enough to see
 # the shape, small enough that a 10,000-request run's page stays a few hundred KB.
@@ -184,10 +185,10 @@ def _run_charts(requests: list[RequestRecord]) -> list[Chart]:
 
 
 def sweep_rows(store: Store, run: RunRecord) -> tuple[list[SweepRow], dict[str, float]]:
-    """The steps of the sweep `run` belongs to, with the knee marked by the rule the sweep used, and its SLO."""
-    from ollama_ops.core.bench.load import describe_load
-    from ollama_ops.core.bench.sweep import SLO_ATTAINMENT_TARGET, SweepStep
-    from ollama_ops.core.bench.sweep import knee as _knee
+    """The steps of the sweep `run` belongs to, each scored and the knee marked by the rules the sweep itself
+    used (`core.bench.sweep.score_step` and `knee`), and its SLO."""
+    from ollama_ops.core.bench.load import LoadSpec, describe_load
+    from ollama_ops.core.bench.sweep import SweepStep, knee, score_step
     from ollama_ops.services.report import figures
 
     rows: list[SweepRow] = []
@@ -195,26 +196,40 @@ def sweep_rows(store: Store, run: RunRecord) -> tuple[list[SweepRow], dict[str, 
     slo: dict[str, float] = {}
     for i, step in enumerate(store.runs(sweep_id=run.sweep_id)):
         fig = figures(store.requests(step.id))
-        summary = step.summary or {}
-        slo = {str(k): float(v) for k, v in (summary.get("slo") or {}).items()} or slo
-        attainment = summary.get("slo_attainment")
-        meets = step.status == "completed" and (not summary.get("slo") or (attainment or 0) >= SLO_ATTAINMENT_TARGET)
-        previous = steps[-1] if steps else None
-        throughput = fig.output_throughput or 0.0
-        gain = (None if previous is None or previous.output_throughput <= 0
-                else (throughput / previous.output_throughput - 1) * 100)
-        steps.append(SweepStep(step=i, concurrency=step.load.get("concurrency"), rate=step.load.get("rate"),
-                               run_id=step.id, status=step.status, request_throughput=fig.request_rate or 0.0,
-                               output_throughput=throughput, ttft_p50=fig.ttft_p50, e2el_p50=fig.e2el_p50,
-                               slo_attainment=attainment, meets_slo=meets, gain_pct=gain))
+        stored = step.summary or {}
+        slo = {str(k): float(v) for k, v in (stored.get("slo") or {}).items()} or slo
+        spec = LoadSpec(concurrency=step.load.get("concurrency") or 1, rate=step.load.get("rate"))
+        scored = score_step(i, spec, step.id, step.status, _scoring_summary(fig, stored),
+                            steps[-1] if steps else None, has_slo=bool(stored.get("slo")))
+        steps.append(scored)
         rows.append(SweepRow(run_id=step.id, load=describe_load(step.load),
                              load_value=float(step.load.get("rate") or step.load.get("concurrency") or 0),
                              status=step.status, request_rate=fig.request_rate, output_throughput=fig.output_throughput,
-                             ttft_p50=fig.ttft_p50, e2el_p50=fig.e2el_p50, slo_attainment=attainment, meets_slo=meets))
-    knee = _knee(steps)
+                             ttft_p50=fig.ttft_p50, e2el_p50=fig.e2el_p50, slo_attainment=scored.slo_attainment,
+                             meets_slo=scored.meets_slo))
+    best = knee(steps)
     for row in rows:
-        row.knee = knee is not None and row.run_id == knee.run_id
+        row.knee = best is not None and row.run_id == best.run_id
     return rows, slo
+
+
+def _scoring_summary(fig: RunFigures, stored: dict[str, Any]) -> BenchSummary:
+    """A stored step as `score_step` reads it: throughputs and medians from its request rows (as the rest of the
+    report shows them), SLO attainment from its stored summary. `score_step` reads nothing else: token totals
+    stay zero and each distribution holds only its median."""
+    from ollama_ops.core.bench.metrics import BenchSummary
+    from ollama_ops.core.stats import Distribution
+
+    def median_only(p50: float | None) -> Distribution | None:
+        return None if p50 is None else Distribution(n=fig.ok, mean=p50, min=p50, p50=p50, p90=p50, p95=p50,
+                                                     p99=p50, max=p50)
+
+    return BenchSummary(
+        requests_ok=fig.ok, requests_failed=fig.failed, errors=fig.errors, duration_s=fig.duration_s or 0.0,
+        request_throughput=fig.request_rate or 0.0, output_throughput=fig.output_throughput or 0.0,
+        total_token_throughput=0.0, output_tokens=0, prompt_tokens=0, output_tokens_source="none",
+        ttft=median_only(fig.ttft_p50), tpot=median_only(fig.tpot_p50), itl=None, e2el=median_only(fig.e2el_p50),
+        breakdown=None, slo=stored.get("slo") or {}, slo_attainment=stored.get("slo_attainment"))
 
 
 def _sweep_chart(rows: list[SweepRow], slo: dict[str, float]) -> Chart | None:
