@@ -80,6 +80,24 @@ def test_every_numeric_option_has_a_bound_and_the_checked_type(path, flag):
     assert isinstance(_param(path, flag).type, BoundedNumber)
 
 
+def test_no_command_declares_a_range_of_its_own():
+    # typer's min=/max= would be a second range table, silently replaced by FLAG_BOUNDS when the command is
+    # built (and so a lie to whoever reads the command): the declared types must be plain INT/FLOAT
+    import importlib
+
+    import typer
+    from typer.main import get_group
+
+    declared = []
+    for module in dict.fromkeys(m for m, _ in COMMANDS.values()):
+        staging = typer.Typer()
+        importlib.import_module(f"ollama_ops.cli.{module}").register(staging)
+        for name, command in get_group(staging).commands.items():
+            declared += [f"{path} {p.opts}" for path, p in numeric_params(command, name)
+                         if isinstance(p.type, (click.IntRange, click.FloatRange))]
+    assert declared == [], "move these ranges to FLAG_BOUNDS in core/options.py"
+
+
 def _bad_values(bound: Bound, integer: bool) -> list[str]:
     values = ["99999999999999999999999999999" if integer else "1e309", f"{int(bound.high) + 1}"]
     values.append(f"{int(bound.low) - 1}" if integer else (f"{bound.low!r}" if bound.above else f"{bound.low - 1}"))

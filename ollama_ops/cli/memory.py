@@ -22,9 +22,9 @@ def _kv_type(value: str | None) -> str | None:
 def memory(
     ctx: typer.Context,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only this model (repeatable).")] = None,
-    num_ctx: Annotated[int | None, typer.Option("--num-ctx", min=4, help="Context per slot (default: "
+    num_ctx: Annotated[int | None, typer.Option("--num-ctx", help="Context per slot (default: "
                                                 "server.context_length, else Ollama's default).")] = None,
-    parallel: Annotated[int | None, typer.Option("--parallel", min=1, help="Parallel slots (default: "
+    parallel: Annotated[int | None, typer.Option("--parallel", help="Parallel slots (default: "
                                                  "server.num_parallel, else 1).")] = None,
     kv_cache_type: Annotated[str | None, typer.Option("--kv-cache-type", callback=_kv_type, metavar="f16|q8_0|q4_0",
                                                       help="KV cache type (default: server.kv_cache_type, "

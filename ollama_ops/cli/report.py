@@ -79,12 +79,12 @@ def report(
     selectors: Annotated[list[str] | None, typer.Argument(
         metavar="[RUN | BASE [CANDIDATE]]", help="A run id to show; with --compare, run ids or label:NAME.",
         show_default=False)] = None,
-    last: Annotated[int, typer.Option("--last", "-n", min=0, help="List the newest N runs (0 = all).")] = 20,
+    last: Annotated[int, typer.Option("--last", "-n", help="List the newest N runs (0 = all).")] = 20,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only runs with this label.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only runs (or usage) of this model.")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Compare BASE with CANDIDATE (default: the latest run "
                                           "vs the previous one with the same model and load).")] = False,
-    threshold: Annotated[float | None, typer.Option("--threshold", min=0, metavar="PCT",
+    threshold: Annotated[float | None, typer.Option("--threshold", metavar="PCT",
                                                     help="Percent change that counts [default: "
                                                          "report.threshold]")] = None,
     fail_on_regression: Annotated[bool, typer.Option(

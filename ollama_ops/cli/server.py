@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 service_app = typer.Typer(help="Run sollama's daemon under a service manager (systemd).", no_args_is_help=True)
 
 HostOption = typer.Option("--host", "-H", metavar="ADDR", help="Address to serve on (same as the global --host).")
-TimeoutOption = typer.Option("--timeout", metavar="SECONDS", min=0.1,
+TimeoutOption = typer.Option("--timeout", metavar="SECONDS",
                              help="Seconds to wait for readiness (default server.start_timeout); exit 5 past it.")
 EnvOption = typer.Option("--env", "-e", metavar="KEY=VAL", help="Extra environment for ollama serve (repeatable).")
 BinaryOption = typer.Option("--binary", metavar="PATH", help="The ollama executable (default: SOLLAMA_OLLAMA_BIN, "
                                                               "config, PATH, then the tools cache).")
 EnforceOption = typer.Option("--enforce/--no-enforce", help="Run under a hard cgroup memory cap (systemd-run) "
                                                             "where available (default memory.enforce).")
-StopTimeoutOption = typer.Option("--timeout", metavar="SECONDS", min=0.0,
+StopTimeoutOption = typer.Option("--timeout", metavar="SECONDS",
                                  help="Seconds to wait after SIGTERM before SIGKILL (the gateway gets at least "
                                       "gateway.drain_timeout + 5).")
 GatewayOption = typer.Option("--gateway", help="Also the API gateway (`sollama serve`) in front of the daemon, as a "
@@ -169,7 +169,7 @@ def restart(
     ctx: typer.Context,
     host: Annotated[str | None, HostOption] = None,
     timeout: Annotated[float, StopTimeoutOption] = 10.0,
-    start_timeout: Annotated[float | None, typer.Option("--start-timeout", metavar="SECONDS", min=0.1,
+    start_timeout: Annotated[float | None, typer.Option("--start-timeout", metavar="SECONDS",
                                                         help="Readiness wait (default server.start_timeout).")]
     = None,
     env: Annotated[list[str] | None, EnvOption] = None,
@@ -209,7 +209,7 @@ def restart(
 
 def logs(
     ctx: typer.Context,
-    lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", min=0, help="How many last lines.")] = 50,
+    lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many last lines.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the daemon exits "
                                                                 "or Ctrl-C.")] = False,
     errors: Annotated[bool, typer.Option("--errors", help="Only error lines.")] = False,
