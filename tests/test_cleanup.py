@@ -111,12 +111,6 @@ def test_prune_history_older_than(sollama, host):
     assert sollama("cleanup", "--older-than", "soon", "--dry-run").exit_code == 2
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("2w", 14 * 86400), ("12h", 43200),
-                                               ("90m", 5400), ("45", 45)])
-def test_parse_age(text, seconds):
-    assert cleanup.parse_age(text) == seconds
-
-
 def test_rotate_log_shifts_copies(tmp_path):
     log = tmp_path / "d.log"
     for n, text in ((1, "one"), (2, "two"), (3, "three")):

@@ -6,6 +6,7 @@ without editing this file (and fails the first test until the table gives it a r
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 import click
@@ -147,6 +148,33 @@ def test_bad_durations_are_one_line_usage_errors(sollama, path, flag, value):
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"'{flag}'" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["soon", "5x", "nand", "-1d", "1e300w", "1e308w"])
+def test_older_than_and_since_word_a_bad_window_alike(sollama, value):
+    # one parser (core.units.parse_window) and one range table for both window flags
+    older = sollama("cleanup", "--dry-run", "--no-orphans", "--older-than", value)
+    since = sollama("report", "--usage", "--since", value)
+    assert older.exit_code == since.exit_code == 2, older.output + since.output
+    assert older.stderr.count("\n") == 1 and "--older-than" in older.stderr
+    assert older.stderr.replace("--older-than", "--since").replace("cleanup -h", "report -h") == since.stderr
+
+
+def test_the_services_read_a_window_as_the_flags_do():
+    from ollama_ops.services.report import since_epoch
+
+    assert since_epoch("2w", now=2e6) == 2e6 - 14 * 86400 and since_epoch("1.5d", now=2e6) == 2e6 - 129600
+    assert since_epoch(None) is None
+    with pytest.raises(UsageError, match=r"^--since is not a duration like '30d', '2w' or '12h': 'soon'$"):
+        since_epoch("soon")
+    with pytest.raises(UsageError, match=r"^--since must be at least 0, got -86400$"):
+        since_epoch("-1d")
+
+
+def test_report_since_takes_weeks(sollama):
+    result = sollama("report", "--usage", "--since", "2w", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["requests"] == 0
 
 
 @pytest.mark.parametrize("path, flag", DURATIONS)

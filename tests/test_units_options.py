@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ollama_ops.core.options import OPTION_BOUNDS, OPTION_TYPES, coerce_option, parse_option_value, parse_options
-from ollama_ops.core.units import format_bytes, format_seconds, parse_duration, parse_reserve, parse_size
+from ollama_ops.core.units import (
+    format_bytes,
+    format_seconds,
+    parse_duration,
+    parse_reserve,
+    parse_size,
+    parse_window,
+)
 from ollama_ops.errors import UsageError
 
 # -- sizes -------------------------------------------------------------------------------------------------------
@@ -97,6 +104,50 @@ def test_parse_duration_is_finite_or_value_error(value):
     except ValueError:
         return
     assert math.isfinite(seconds)
+
+
+# -- windows: `cleanup --older-than`, `report --since` -----------------------------------------------------------
+
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30d", 30 * 86400), ("2w", 14 * 86400), ("12h", 43200), ("90m", 5400), ("45", 45), ("1.5d", 129600),
+    (" 7D ", 7 * 86400), ("1h30m", 5400), ("0s", 0), ("-1d", -86400),
+])
+def test_parse_window(text, seconds):
+    assert parse_window(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "soon", "yesterday", "5x", "1d2h", "nand", "infd", "1e308w", "nan",
+                                  "inf", "1e400", "30 days"])
+def test_parse_window_rejects(text):
+    with pytest.raises(ValueError, match=r"^is not a (finite )?duration"):
+        parse_window(text)
+
+
+@given(st.integers(0, 10**9), st.sampled_from(sorted(WINDOW_UNITS)))
+def test_parse_window_scales_whole_numbers(n, unit):
+    assert parse_window(f"{n}{unit}") == n * WINDOW_UNITS[unit]
+
+
+@given(st.text(max_size=30))
+def test_parse_window_is_finite_or_value_error(text):
+    try:
+        seconds = parse_window(text)
+    except ValueError as exc:
+        assert str(exc).startswith(("is not a duration like '30d', '2w' or '12h': ", "is not a finite duration: "))
+        return
+    assert math.isfinite(seconds)
+
+
+@given(st.one_of(st.text(alphabet="0123456789.-hmsuµn", max_size=12), st.integers(-(10**6), 10**6).map(str)))
+def test_parse_window_reads_every_go_duration_as_parse_duration_does(text):
+    try:
+        expected = parse_duration(text)
+    except ValueError:
+        return
+    assert parse_window(text) == expected
 
 
 # -- formatting ----------------------------------------------------------------------------------------------------

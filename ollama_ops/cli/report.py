@@ -100,7 +100,7 @@ def report(
     by: Annotated[str, typer.Option("--by", metavar="model|key|day",
                                     help="With --usage: group by model, gateway key or UTC day.")] = "model",
     since: Annotated[str | None, typer.Option("--since", metavar="WINDOW",
-                                              help="With --usage: only the last WINDOW (7d, 12h, 30m).")] = None,
+                                              help="With --usage: only the last WINDOW (7d, 2w, 12h, 30m).")] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """List stored bench runs, show one, compare two (CI gate: --fail-on-regression exits 6), or summarise usage.
@@ -208,11 +208,7 @@ def _usage(obj: AppContext, store: Any, fmt: Format, *, since: str | None, model
 
     if by not in USAGE_GROUPS:
         raise UsageError(f"--by must be one of {', '.join(USAGE_GROUPS)}, got {by!r:.40}")
-    try:
-        start = since_epoch(since)
-    except ValueError as exc:
-        raise UsageError(f"--since {exc}") from None
-    _emit(obj, fmt, usage_summary(store, since=start, model=model, by=by), render_usage, usage_markdown)
+    _emit(obj, fmt, usage_summary(store, since=since_epoch(since), model=model, by=by), render_usage, usage_markdown)
 
 
 @app.command("export")

@@ -282,12 +282,13 @@ def cleanup(
 
     Example: [bold]sollama cleanup --stop --older-than 30d --yes[/bold]
     """
+    from ollama_ops.core.options import duration_seconds
     from ollama_ops.errors import SollamaError, UsageError
     from ollama_ops.render.server import render_cleanup, render_cleanup_plan, render_cleanup_report
-    from ollama_ops.services.cleanup import CleanupResult, parse_age, plan_cleanup, run_cleanup
+    from ollama_ops.services.cleanup import CleanupResult, plan_cleanup, run_cleanup
 
     obj = use(ctx, json=json)
-    age = parse_age(older_than) if older_than else None
+    age = duration_seconds("cleanup", "--older-than", older_than) if older_than else None
     plan = plan_cleanup(obj.settings, stop=stop_daemon, older_than=age, orphans=orphans, dry_run=dry_run)
     if not obj.json:
         render_cleanup_plan(obj.out, plan)

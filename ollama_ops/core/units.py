@@ -67,14 +67,13 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_window(value: str) -> float:
-    """Seconds from an age or window: a Go duration, or days/weeks ('30d', '2w', '1.5d'). Raises ValueError,
-    also for nan and infinities."""
+    """Seconds from an age or a time window: a number of seconds, a Go duration ('12h', '90m'), or days/weeks
+    ('30d', '2w', '1.5d'). The one parser of `cleanup --older-than`, `report --since` and the config's windows.
+    Raises ValueError, also for nan and infinities; the sign is the caller's bound to check."""
     text = value.strip().lower()
     scale = {"d": 86400.0, "w": 604800.0}.get(text[-1:]) if text else None
-    if scale is None:
-        return parse_duration(text)
     try:
-        seconds = float(text[:-1]) * scale
+        seconds = float(text[:-1]) * scale if scale else _seconds(text, value)
     except ValueError:
         raise ValueError(f"is not a duration like '30d', '2w' or '12h': {value!r:.40}") from None
     if not math.isfinite(seconds):

@@ -74,22 +74,6 @@ class CleanupResult:
     report: CleanupReport | None = None
 
 
-def parse_age(text: str) -> float:
-    """'30d', '2w', '12h', '90m' → seconds (days and weeks on top of Go durations). Raises UsageError."""
-    from ollama_ops.core.units import parse_duration
-    from ollama_ops.errors import UsageError
-
-    value = text.strip().lower()
-    scale = {"d": 86400.0, "w": 604800.0}.get(value[-1:]) if value else None
-    try:
-        seconds = float(value[:-1]) * scale if scale else parse_duration(value)
-    except ValueError:
-        raise UsageError(f"--older-than expects an age like 30d, 2w or 12h, got {text!r}") from None
-    if seconds < 0:
-        raise UsageError(f"--older-than must not be negative, got {text!r}")
-    return seconds
-
-
 # -- planning ---------------------------------------------------------------------------------------------------
 
 def _plan_unload(settings: Any) -> CleanupStep:

@@ -315,19 +315,13 @@ def usage_summary(store: Store, *, since: float | None = None, model: str | None
 
 
 def since_epoch(window: str | None, now: float | None = None) -> float | None:
-    """'7d', '12h', '30m' (or any Go duration) → the epoch that long ago; None for no window. Raises ValueError."""
+    """'7d', '2w', '12h', '30m' (`core.units.parse_window`) → the epoch that long ago; None for no window.
+    Raises UsageError naming --since, with the range of `report --since` in `core.options.DURATION_FLAGS`."""
     if not window:
         return None
-    from ollama_ops.core.units import parse_duration
+    from ollama_ops.core.options import duration_seconds
 
-    text = window.strip().lower()
-    try:
-        seconds = float(text[:-1]) * 86400 if text.endswith("d") else parse_duration(text)
-    except ValueError:
-        raise ValueError(f"is not a window like '7d', '12h' or '30m': {window!r:.40}") from None
-    if not seconds >= 0:
-        raise ValueError(f"is not a window like '7d', '12h' or '30m': {window!r:.40}")
-    return (time.time() if now is None else now) - seconds
+    return (time.time() if now is None else now) - duration_seconds("report", "--since", window)
 
 
 # -- export ----------------------------------------------------------------------------------------------------
