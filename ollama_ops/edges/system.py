@@ -77,16 +77,22 @@ def listener_on(port: int) -> ProcInfo | None:
     return None
 
 
-def tree_listens_on(pid: int, port: int) -> bool:
-    """Whether `pid` or one of its children listens on TCP `port` (reads only their own sockets)."""
+def _process_tree(pid: int) -> list[psutil.Process] | None:
+    """`pid` and all its children, the root first; None when it is gone or not ours to read."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-    for proc in procs:
+        return None
+
+
+def tree_listens_on(pid: int, port: int) -> bool:
+    """Whether `pid` or one of its children listens on TCP `port` (reads only their own sockets)."""
+    import psutil
+
+    for proc in _process_tree(pid) or []:
         try:
             conns = proc.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
@@ -129,10 +135,8 @@ def begin_tree_sample(pid: int) -> TreeSample | None:
     """Open the CPU window on `pid` and its children now; None if it is gone."""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    procs = _process_tree(pid)
+    if procs is None:
         return None
     for proc in procs:
         try:

@@ -47,6 +47,13 @@ def probe_model(client: Any, configured: str | None) -> str | None:
     return str(models[0].get("name")) if models else None
 
 
+def _failed(exc: SollamaError) -> ProbeResult:
+    """A failed probe, by what went wrong: no answer at all, no answer in time, or an error answer."""
+    kind = ("unreachable" if isinstance(exc, ServerUnreachable)
+            else "timeout" if isinstance(exc, RequestTimeout) else "error")
+    return ProbeResult(False, kind, exc.one_line())
+
+
 def deep_probe(base_url: str, configured_model: str | None, timeout: float) -> tuple[ProbeResult, str | None]:
     """The version answers within min(timeout, 5 s), and a 1-token generation completes within `timeout` (which
     includes loading the model: the first probe after a restart loads it)."""
@@ -56,22 +63,14 @@ def deep_probe(base_url: str, configured_model: str | None, timeout: float) -> t
         try:
             client.version()
             model = probe_model(client, configured_model)
-        except ServerUnreachable as exc:
-            return ProbeResult(False, "unreachable", exc.one_line()), model
-        except RequestTimeout as exc:
-            return ProbeResult(False, "timeout", exc.one_line()), model
         except SollamaError as exc:
-            return ProbeResult(False, "error", exc.one_line()), model
+            return _failed(exc), model
     with _client(base_url, timeout) as client:
         try:
             if model is not None:
                 client.generate(model, "Reply with OK.", options={"num_predict": 1}, keep_alive="5m")
-        except ServerUnreachable as exc:
-            return ProbeResult(False, "unreachable", exc.one_line()), model
-        except RequestTimeout as exc:
-            return ProbeResult(False, "timeout", exc.one_line()), model
         except SollamaError as exc:
-            return ProbeResult(False, "error", exc.one_line()), model
+            return _failed(exc), model
     return ProbeResult(True, "ok", f"version and a 1-token generation on {model}" if model else "version"), model
 
 
