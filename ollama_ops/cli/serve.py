@@ -24,7 +24,7 @@ def serve(
     slots: Annotated[int | None, typer.Option("--slots",
                                               help="Requests in flight upstream at once (default: gateway.slots, "
                                                    "else server.num_parallel, else 1).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+    workers: Annotated[int, typer.Option("--workers",
                                          help="Worker processes sharing the listen socket; above 1 only with "
                                               "shared state (gateway.state: redis://…), where the slots and "
                                               "limits live.")] = 1,
