@@ -5,12 +5,18 @@
 A trace of N requests (evenly spaced, synthetic prompt lengths) is replayed against the stub (its own process and
 core); the send lag of each request is its socket write (the wire client's send time) minus the time the timeline
 scheduled it. Prints the lag's p50 / p99 / max in ms. Target: p99 ≤ 1 ms at 200 requests.
+
+Each trial also prints the load average and the client's involuntary context switches during it: a lag of a few ms
+that comes with them is the kernel giving the client's core to another process (its time slice), not the event
+loop; on a quiet machine there are next to none.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -48,11 +54,14 @@ def main() -> None:
                                  load=LoadSpec(requests=args.requests, warmup=0), max_tokens=None, timeout=30,
                                  store_path=f"{tmp}/t{trial}.db", api=args.api,  # type: ignore[arg-type]
                                  trace=entries, trace_name="trace", speed=args.speed)
+            switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
             result = run_bench(config)
+            switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - switches
             lag = result.send_lag
             assert lag is not None
             print(f"trial {trial + 1}: {result.summary.requests_ok} ok; send lag p50 {lag.p50 * 1e3:.3f} ms, "
-                  f"p99 {lag.p99 * 1e3:.3f} ms, max {lag.max * 1e3:.3f} ms", flush=True)
+                  f"p99 {lag.p99 * 1e3:.3f} ms, max {lag.max * 1e3:.3f} ms; load average "
+                  f"{os.getloadavg()[0]:.2f}, {switches} involuntary context switches", flush=True)
 
 
 if __name__ == "__main__":

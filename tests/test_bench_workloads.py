@@ -124,3 +124,36 @@ def test_workload_flags_are_checked(sollama, stub, tmp_path) -> None:
         result, _ = _bench(sollama, stub, *args)
         assert result.exit_code == 2, (args, result.output)
         assert why in result.stderr, (args, result.stderr)
+
+
+def test_a_dataset_with_a_rate_starts_conversations_on_arrivals(sollama, stub, tmp_path) -> None:
+    """Open loop over conversations: one starts at each arrival (here every 20 ms) whatever the others are doing,
+    and within one the turns still go in order, each after the answer to the last."""
+    stub.configure(tokens=2, first_token_delay=0.05)  # a conversation of 3 turns takes ≥ 150 ms
+    data_file = tmp_path / "conv.jsonl"
+    data_file.write_text("\n".join(json.dumps(_conversation(f"c{i}", 3)) for i in range(5)) + "\n")
+    result, data = _bench(sollama, stub, "--dataset", str(data_file), "--rate", "50", "--arrival", "constant",
+                          "--warmup", "0", "--api", "chat")
+    assert result.exit_code == 0, result.output
+    assert data["summary"]["requests_ok"] == 15 and data["load"]["rate"] == 50
+    assert data["load"]["concurrency"] is None and data["send_lag"]["n"] == 5  # each conversation's first turn
+    order = [(b["messages"][0]["content"].split()[0], len(b["messages"])) for m, p, b in stub.requests
+             if p == "/api/chat"]
+    for name in (f"c{i}" for i in range(5)):
+        assert [n for c, n in order if c == name] == [1, 3, 5]
+    assert order.index(("c1", 1)) < order.index(("c0", 5))  # c1 began before c0 ended: open loop
+    with Store() as store:
+        rows = store.requests(data["run_id"])
+    assert sorted(r.turn for r in rows) == [1] * 5 + [2] * 5 + [3] * 5
+    assert "rate=50/s constant" in sollama("report").stdout
+
+
+def test_dataset_turns_are_stored_with_each_request(sollama, stub, tmp_path) -> None:
+    stub.configure(tokens=2)
+    data_file = tmp_path / "conv.jsonl"
+    data_file.write_text(json.dumps(_conversation("a", 3)) + "\n" + json.dumps({"prompt": "single"}) + "\n")
+    result, data = _bench(sollama, stub, "--dataset", str(data_file), "-c", "1", "--warmup", "0", "--api", "chat")
+    assert result.exit_code == 0, result.output
+    with Store() as store:
+        rows = store.requests(data["run_id"])
+    assert [r.turn for r in rows] == [1, 2, 3, 1]  # one worker: conversation a's turns, then the single prompt

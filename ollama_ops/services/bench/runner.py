@@ -149,13 +149,19 @@ class Runner:
         loop, capped by --max-concurrency conversations). Stops taking turns when the timeline is done."""
         conversations = self.plan.conversations
         assert conversations is not None
-        next_idx, next_conv = 0, 0
+        next_idx, next_conv, committed = 0, 0, 0
+        total = spec.total_requests()
         self.t0 = time.perf_counter()
 
-        async def conversation(due: float | None = None) -> bool:
-            nonlocal next_idx, next_conv
+        def take() -> list[int]:
+            nonlocal next_conv, committed
             turns = conversations[next_conv % len(conversations)]
             next_conv += 1
+            committed += len(turns)
+            return turns
+
+        async def conversation(turns: list[int], due: float | None = None) -> bool:
+            nonlocal next_idx
             for turn, pick in enumerate(turns):
                 phase = self._next_phase(None if due is None or turn else due - self.t0)
                 if phase is None:
@@ -167,7 +173,7 @@ class Runner:
 
         if not spec.open_loop:
             async def worker() -> None:
-                while await conversation():
+                while await conversation(take()):
                     pass
 
             await asyncio.gather(*(worker() for _ in range(max(1, spec.concurrency))))
@@ -175,14 +181,17 @@ class Runner:
         gate = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
 
         async def gated(due: float) -> None:
+            turns = take()
             if gate is None:
-                await conversation(due)
+                await conversation(turns, due)
                 return
             async with gate:
-                await conversation(due)
+                await conversation(turns, due)
 
         assert spec.rate is not None
-        await self._timeline(arrival_offsets(spec.rate, spec.arrival, spec.seed), gated)
+        # a run of known size starts only the conversations it can finish (a file once: each of them, whole)
+        await self._timeline(arrival_offsets(spec.rate, spec.arrival, spec.seed), gated,
+                             lambda: total is None or committed < total)
 
     async def _open(self, spec: LoadSpec, offsets: list[float] | None = None) -> None:
         """Requests on a timeline: seeded arrivals at `spec.rate`, or a trace's own `offsets` (request k sends the
@@ -213,8 +222,10 @@ class Runner:
             timeline = iter(offsets)
         await self._timeline(timeline, gated)
 
-    async def _timeline(self, timeline: Iterator[float], start: Callable[[float], Awaitable[None]]) -> None:
-        """Start `start(due)` at each offset of `timeline` (seconds from now) until the phase timeline is done.
+    async def _timeline(self, timeline: Iterator[float], start: Callable[[float], Awaitable[None]],
+                        more: Callable[[], bool] = lambda: True) -> None:
+        """Start `start(due)` at each offset of `timeline` (seconds from now) until the phase timeline is done
+        (or `more()` says no more starts are needed).
 
         Precision: a task is created LEAD_S before its due time (creating it late would add a loop turn to its
         send), and it waits for the exact time itself (`wait_until`: sleep, then the last SPIN_S turn by turn);
@@ -223,13 +234,13 @@ class Runner:
         t0 = self.t0
         try:
             for offset in timeline:
-                if self.timeline.phase is None or self.stop_reason is not None:
+                if self.timeline.phase is None or self.stop_reason is not None or not more():
                     break
                 due = t0 + offset
                 self.dues.append(due)
                 # always yield at least once: a task created behind schedule claims its phase before the next
                 await asyncio.sleep(max(0.0, due - LEAD_S - time.perf_counter()))
-                if self.timeline.phase is None or self.stop_reason is not None:
+                if self.timeline.phase is None or self.stop_reason is not None or not more():
                     break
                 task = asyncio.ensure_future(start(due))
                 tasks.add(task)
