@@ -237,6 +237,8 @@ def test_export_csv_header_and_rows(sollama, history, tmp_path: Path):
     assert rows[0][:6] == ["run_id", "idx", "warmup", "send_time", "ok", "ttft_s"]
     assert len(rows) == 1 + 201  # header + warm-up + 200 measured
     assert rows[1][2] == "1" and rows[2][2] == "0"
+    assert rows[0][-3:] == ["phase", "gateway_queue_s", "turn"]
+    assert rows[1][-3:] == ["warmup", "", ""] and rows[2][-3] == "run"
     assert float(rows[2][rows[0].index("ttft_s")]) == pytest.approx(0.1, rel=0.5)
     target = tmp_path / "run1.csv"
     written = sollama("report", "export", "1", "--csv", "-o", str(target))

@@ -328,7 +328,7 @@ def since_epoch(window: str | None, now: float | None = None) -> float | None:
 
 EXPORT_COLUMNS = ("run_id", "idx", "warmup", "send_time", "ok", "ttft_s", "tpot_s", "e2el_s", "output_tokens",
                   "output_tokens_source", "prompt_tokens", "load_s", "prompt_eval_s", "eval_s", "total_s",
-                  "queue_s", "itl_count", "itl_p50_s", "error_kind", "error")
+                  "queue_s", "itl_count", "itl_p50_s", "error_kind", "error", "phase", "gateway_queue_s", "turn")
 
 
 @dataclass
@@ -339,13 +339,15 @@ class ExportResult:
 
 
 def export_rows(store: Store, run_id: int) -> list[list[Any]]:
-    """One row per request (warm-up included, flagged), in `EXPORT_COLUMNS` order."""
+    """One row per request (warm-up and cool-down included: `warmup` 1 and their `phase`), in `EXPORT_COLUMNS`
+    order."""
     store.run(run_id)  # a clear error for an unknown run
     rows = []
     for r in store.requests(run_id, include_warmup=True):
         rows.append([run_id, r.idx, int(r.warmup), f"{r.send_time:.6f}", int(r.ok), r.ttft, r.tpot, r.e2el,
                      r.output_tokens, r.output_tokens_source, r.prompt_tokens, r.load_s, r.prompt_eval_s,
-                     r.eval_s, r.total_s, r.queue_s, len(r.itl), median(r.itl), r.error_kind, r.error])
+                     r.eval_s, r.total_s, r.queue_s, len(r.itl), median(r.itl), r.error_kind, r.error, r.phase,
+                     r.gateway_queue_s, r.turn])
     return rows
 
 
