@@ -208,3 +208,49 @@ def test_listings_are_the_union_of_the_healthy_hosts_each_model_once(isolated):
         assert sorted(m.model for m in client.ps().models) == ["both:1"]
         assert wait_for(lambda: not httpx.get(gw.url + "/readyz", timeout=5).json()["hosts"][b.url], 30, 0.1)
         assert sorted(m.model for m in client.list().models) == ["a:1", "both:1"]
+
+
+def _open_stream(gw_url: str, secret: str) -> tuple[httpx.Client, httpx.Response, object]:
+    """A streamed generate left open after its first line (the caller closes it: a client that disconnects).
+    The line iterator is returned too: dropping it would close the connection."""
+    client = httpx.Client(timeout=30)
+    resp = client.send(client.build_request("POST", gw_url + "/api/generate", json={"model": "m:1", "prompt": "hi"},
+                                            headers={"Authorization": f"Bearer {secret}"}), stream=True)
+    assert resp.status_code == 200, resp.read()
+    lines = resp.iter_lines()
+    assert '"done":false' in next(lines).replace(" ", "")
+    return client, resp, lines
+
+
+def test_key_concurrency_is_counted_across_replicas(isolated, redis_url):
+    secret = make_key(isolated, "team-a", "--concurrency", "2")
+    with StubOllama(Script(tokens=3, stall_after=1), models=("m:1",)) as a:
+        cfg = {"upstreams": upstreams((a.url, 8)), "state": redis_url, "lease_ttl": 2.0}
+        with replica(isolated, **cfg) as r1, replica(isolated, **cfg) as r2:
+            held = [_open_stream(r1.url, secret), _open_stream(r2.url, secret)]  # one in flight on each replica
+            for gw in (r1, r2):  # per replica each has 1 of 2; together the key is at its limit
+                refused = generate(gw.url, "m:1", secret, timeout=30)
+                assert refused.status_code == 429, refused.text
+                assert "2 concurrent requests" in refused.json()["error"] and refused.headers["retry-after"] == "1"
+            a.configure(stall_after=None)
+            client, resp, _ = held.pop()
+            resp.close()  # the caller on r2 disconnects mid-stream: its lease goes back
+            client.close()
+            assert wait_for(lambda: generate(r1.url, "m:1", secret).status_code == 200, 30, 0.1)
+            # finished requests give their lease back: more in a row than the limit, all through
+            assert [generate(gw.url, "m:1", secret).status_code for gw in (r1, r2, r1, r2)] == [200] * 4
+            assert generate(r2.url, "m:1", secret).headers["ratelimit-remaining"] == "0"  # r1's stream holds 1
+            assert infer_count(a) == 2 + 1 + 4 + 1  # refused requests never reached the host
+            r1.stop(sig=9)  # SIGKILL: r1's stalled stream never releases its lease
+            killed = time.monotonic()
+            held[0][0].close()
+            left = []  # RateLimit-Remaining on r2: 0 while r1's lease counts, 1 once it expired
+            while time.monotonic() - killed < 30:
+                resp = generate(r2.url, "m:1", secret)
+                left.append((resp.status_code, resp.headers.get("ratelimit-remaining")))
+                if left[-1] == (200, "1"):
+                    break
+                time.sleep(0.05)
+            freed_after = time.monotonic() - killed
+            assert left[0] == (200, "0") and left[-1] == (200, "1") and set(left) == {(200, "0"), (200, "1")}, left
+            print(f"\nthe SIGKILLed replica's concurrency lease came back {freed_after:.2f} s after the kill (ttl 2 s)")

@@ -4,7 +4,9 @@
 scored by its expiry (Redis's own clock, so replicas' clocks do not matter). Taking one is one Lua script that
 drops expired leases and adds ours only while fewer than `slots` remain, so M replicas together never exceed a
 host's slots. The replica renews its live leases every `ttl / 4`; a replica that dies stops renewing, and its
-leases expire within `ttl`. Releasing publishes the host's name, so replicas with waiting requests retry at once.
+leases expire within `ttl` (`fleet.leases`). Releasing publishes the host's name, so replicas with waiting
+requests retry at once. Every script goes through the replica's `ScriptBatch`: the calls made in one event-loop
+tick share one round trip.
 
 `LocalSlots` is the same interface in one process (the default without Redis).
 """
@@ -12,18 +14,18 @@ leases expire within `ttl`. Releasing publishes the host's name, so replicas wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ollama_ops.fleet.batch import Script, ScriptBatch
+from ollama_ops.fleet.leases import NOW_MS, LeaseKeeper
+
 # KEYS: the candidate hosts' lease sets, in preference order. ARGV: lease id, ttl ms, then each host's slots.
 # Takes a slot on the first host with one free; returns {index taken (0 = none), count per host after}.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_ACQUIRE = Script(NOW_MS + """
 local got = 0
 local out = {0}
 for i, key in ipairs(KEYS) do
@@ -38,40 +40,24 @@ for i, key in ipairs(KEYS) do
 end
 out[1] = got
 return out
-"""
+""")
 
 # KEYS[1]: a host's lease set, KEYS[2]: the "freed" channel. ARGV[1]: lease id, ARGV[2]: the host's name.
-_RELEASE = """
+_RELEASE = Script("""
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[2])
 return removed
-"""
-
-# KEYS[1]: a host's lease set. ARGV[1]: ttl ms, ARGV[2..]: lease ids to extend (only those still present).
-_RENEW = """
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-local renewed = 0
-for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], until_, ARGV[i])
-    renewed = renewed + 1
-  end
-end
-return renewed
-"""
+""")
 
 # KEYS: lease sets. Returns the live count of each (expired leases dropped first).
-_COUNTS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_COUNTS = Script(NOW_MS + """
 local out = {}
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   out[i] = redis.call('ZCARD', key)
 end
 return out
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -118,20 +104,14 @@ class RedisSlots:
                  client=None) -> None:
         import redis.asyncio as aioredis
 
-        if ttl <= 0:
-            raise ValueError("the lease ttl must be positive")
         self.redis = client or aioredis.Redis.from_url(url)
-        self.namespace, self.ttl = namespace, ttl
-        self.ttl_ms = max(1, int(ttl * 1000))
+        self.batch = ScriptBatch(self.redis)  # calls in the same loop tick share one round trip
+        self.leases = LeaseKeeper(self.batch, ttl)  # raises ValueError for a ttl <= 0
+        self.namespace, self.ttl, self.ttl_ms = namespace, ttl, self.leases.ttl_ms
         self.replica = replica or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count(1)
         self.held: dict[str, Lease] = {}  # this replica's live leases, renewed until released
-        self._acquire = self.redis.register_script(_ACQUIRE)
-        self._release = self.redis.register_script(_RELEASE)
-        self._renew = self.redis.register_script(_RENEW)
-        self._counts = self.redis.register_script(_COUNTS)
-        self._renewer: asyncio.Task | None = None
-        self.renew_errors = 0
+        self._undo: set[asyncio.Task] = set()
 
     def key(self, host: str) -> str:
         # one hash tag for every key, so a Redis Cluster keeps them in one slot (the scripts touch several)
@@ -141,60 +121,62 @@ class RedisSlots:
     def freed_channel(self) -> str:
         return f"{{{self.namespace}}}:slots:freed"
 
+    @property
+    def renew_errors(self) -> int:
+        return self.leases.renew_errors
+
     async def try_acquire(self, hosts: Sequence[tuple[str, int]]) -> tuple[Lease | None, dict[str, int]]:
         """A lease on the first of `hosts` ((name, slots), in preference order) with a free slot, else None;
-        and the shared in-flight count of every candidate afterwards. One round trip, atomic."""
+        and the shared in-flight count of every candidate afterwards. One script, atomic; pipelined with the
+        other calls of the same loop tick. A caller cancelled meanwhile gives back the lease it got."""
         if not hosts:
             return None, {}
         lease_id = f"{self.replica}:{next(self._ids)}"
         keys = [self.key(name) for name, _ in hosts]
-        out = await self._acquire(keys=keys, args=[lease_id, self.ttl_ms, *(int(s) for _, s in hosts)])
+        future = self.batch.submit(_ACQUIRE, keys, [lease_id, self.ttl_ms, *(int(s) for _, s in hosts)])
+        try:
+            out = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda f: self._give_back(f, hosts, lease_id))
+            raise
         got = int(out[0])
         counts = {name: int(n) for (name, _), n in zip(hosts, out[1:], strict=True)}
         if got == 0:
             return None, counts
         lease = Lease(hosts[got - 1][0], lease_id)
         self.held[lease_id] = lease
-        self._ensure_renewer()
+        self.leases.hold(lease_id, self.key(lease.host))
         return lease, counts
+
+    def _give_back(self, future: asyncio.Future, hosts: Sequence[tuple[str, int]], lease_id: str) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        got = int(future.result()[0])
+        if got:
+            task = asyncio.get_running_loop().create_task(self.release(Lease(hosts[got - 1][0], lease_id)))
+            self._undo.add(task)
+            task.add_done_callback(self._undo.discard)
 
     async def release(self, lease: Lease) -> None:
         self.held.pop(lease.id, None)
-        await self._release(keys=[self.key(lease.host), self.freed_channel], args=[lease.id, lease.host])
+        self.leases.drop(lease.id)
+        await self.batch.run(_RELEASE, [self.key(lease.host), self.freed_channel], [lease.id, lease.host])
 
     async def in_flight(self, hosts: Sequence[str]) -> dict[str, int]:
         if not hosts:
             return {}
-        out = await self._counts(keys=[self.key(h) for h in hosts])
+        out = await self.batch.run(_COUNTS, [self.key(h) for h in hosts], [])
         return {h: int(n) for h, n in zip(hosts, out, strict=True)}
 
     async def renew(self) -> int:
         """Extend every lease this replica holds by `ttl` from now; returns how many were still there."""
-        by_host: dict[str, list[str]] = {}
-        for lease in list(self.held.values()):
-            by_host.setdefault(lease.host, []).append(lease.id)
-        renewed = 0
-        for host, ids in by_host.items():
-            renewed += int(await self._renew(keys=[self.key(host)], args=[self.ttl_ms, *ids]))
-        return renewed
-
-    def _ensure_renewer(self) -> None:
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew_loop())
-
-    async def _renew_loop(self) -> None:
-        while self.held:
-            await asyncio.sleep(self.ttl / 4)
-            try:
-                await self.renew()
-            except Exception:  # a Redis hiccup: the next round tries again; the lease ttl bounds the damage
-                self.renew_errors += 1
+        return await self.leases.renew()
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await self.leases.close()
+        if self._undo:
+            await asyncio.gather(*list(self._undo), return_exceptions=True)
+        await self.batch.close()
         await self.redis.aclose()
 
 

@@ -24,12 +24,13 @@ def open_keyring(config: GatewayConfig, *, clock=time.time) -> Any:
 
 
 def open_limiter(config: GatewayConfig) -> Limiter:
-    """In-process windows, or the shared Redis ones (asyncio, one round trip) when `gateway.state` is Redis."""
+    """In-process windows, or the shared Redis ones (asyncio, one script per decision, concurrency too) when
+    `gateway.state` is Redis."""
     storage = config.effective_limits_storage
     if config.state and storage == config.state and storage.startswith(("redis://", "rediss://")):
         from ollama_ops.fleet.limits import SharedLimiter
 
-        return SharedLimiter(storage)
+        return SharedLimiter(storage, lease_ttl=config.lease_ttl)
     return Limiter(make_storage(storage))
 
 

@@ -1,6 +1,7 @@
 """Per-key limits: requests/min, tokens/min, tokens/day on the `limits` library's fixed windows (its storage is
 pluggable: `memory://` in one process now, `redis://` for several replicas later), and concurrent requests on
-a plain in-process counter (a lease count, not a window)."""
+a plain in-process counter (a lease count, not a window). With `gateway.state: redis://` the fleet's
+`SharedLimiter` keeps both in Redis."""
 
 from __future__ import annotations
 
@@ -154,3 +155,6 @@ class Limiter:
 
     def active(self, name: str) -> int:
         return self._active.get(name, 0)
+
+    async def close(self) -> None:
+        """Nothing to close in one process (the shared limiter closes its Redis connections)."""

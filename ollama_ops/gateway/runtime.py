@@ -94,6 +94,7 @@ class Gateway:
             self._flush_handle.cancel()
         self._flush()
         await self.dispatch.stop()
+        await self.limiter.close()
         if self.usage is not None:
             self.usage.close()
         if self.access_log is not None:
