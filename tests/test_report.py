@@ -338,3 +338,19 @@ def test_report_run_shows_the_server_breakdown(sollama, history):
     assert 0.9 < sum(p["median_share"] for p in doc["breakdown"]) < 1.1
     plain = sollama("report", "1", "--no-charts").stdout
     assert "SERVER BREAKDOWN (MEDIAN)" in plain and "TTFT (ms)" not in plain
+
+
+@pytest.mark.parametrize(("text", "run_id"), [("12", 12), ("#12", 12), (" 7 ", 7), ("²", None), ("١٢", 12),
+                                              ("x1", None), ("", None), ("-3", None), ("1.0", None)])
+def test_parse_run_id(text, run_id):
+    from ollama_ops.services.report import parse_run_id
+
+    assert parse_run_id(text) == run_id
+
+
+@pytest.mark.parametrize("args", [["²"], ["export", "²"], ["--compare", "²", "1"]])
+def test_a_run_id_of_other_digits_is_a_usage_error(sollama, args):
+    # '²'.isdigit() is true but int('²') fails: one parser (services.report.parse_run_id) for every run selector
+    result = sollama("report", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "internal error" not in result.stderr

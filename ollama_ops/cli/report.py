@@ -158,10 +158,12 @@ def report(
 
 def _run_id(text: str) -> int:
     from ollama_ops.errors import UsageError
+    from ollama_ops.services.report import parse_run_id
 
-    if not text.lstrip("#").isdigit():
+    run_id = parse_run_id(text)
+    if run_id is None:
         raise UsageError(f"'{text}' is not a run id", hint="see `sollama report` for the ids")
-    return int(text.lstrip("#"))
+    return run_id
 
 
 def _show(obj: AppContext, store: Any, fmt: Format, run_id: int, *, charts: bool, html: str | None) -> None:

@@ -29,7 +29,7 @@ from ollama_ops.core.stats import (
     verdict,
 )
 from ollama_ops.errors import ConfigError, GateUndecided, RegressionDetected, SollamaError, UsageError
-from ollama_ops.services.report import RunFigures, metric_samples, pooled_figures
+from ollama_ops.services.report import RunFigures, metric_samples, parse_run_id, pooled_figures
 
 if TYPE_CHECKING:
     from ollama_ops.edges.store import RequestRecord, RunRecord, Store
@@ -211,8 +211,9 @@ def _select(store: Store, selector: str) -> list[RunRecord]:
         if not runs:
             raise UsageError(f"no finished bench run with label '{name}'", hint="see `sollama report`")
         return runs
-    if text.lstrip("#").isdigit():
-        return [store.run(int(text.lstrip("#")))]
+    run_id = parse_run_id(text)
+    if run_id is not None:
+        return [store.run(run_id)]
     raise UsageError(f"cannot read run selector '{selector}'", hint="use a run id (12) or label:NAME")
 
 

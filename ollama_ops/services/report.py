@@ -314,6 +314,13 @@ def usage_summary(store: Store, *, since: float | None = None, model: str | None
     return UsageSummary(since=since, model=model, models=models, requests=sum(m.requests for m in models), by=by)
 
 
+def parse_run_id(text: str) -> int | None:
+    """A run id as the commands take it ('12' or '#12'), or None when `text` is not one. Decimal digits, the
+    ones `int` reads: '²' is a digit to `str.isdigit`, not a number to `int`."""
+    digits = text.strip().lstrip("#")
+    return int(digits) if digits.isdecimal() else None
+
+
 def since_epoch(window: str | None, now: float | None = None) -> float | None:
     """'7d', '2w', '12h', '30m' (`core.units.parse_window`) → the epoch that long ago; None for no window.
     Raises UsageError naming --since, with the range of `report --since` in `core.options.DURATION_FLAGS`."""
