@@ -10,15 +10,19 @@ transport failure into the error tree:
 - no byte for `read_timeout` seconds mid-body → `RequestTimeout`;
 - the connection broke, or the answer is not HTTP → `ServerError`.
 
-Transport: aiohttp (keep-alive pool, C HTTP parser). Measured against the project's wire client for the gateway's
-upstream (see docs/gateway.md, "Overhead"). Importing this module imports aiohttp (~290 ms), so only code paths
-that stream import it.
+Transports, picked by benchmark (docs/gateway.md, "Overhead"): for plain http:// the wire transport
+(`client.wire_stream`: asyncio protocols and llhttp's C parser), except bodies streamed up and HEAD requests;
+aiohttp for those and for https://. `SOLLAMA_STREAM_TRANSPORT=aiohttp` forces aiohttp everywhere (to compare).
+Importing this module imports aiohttp (~290 ms), so only code paths that stream import it.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -31,10 +35,26 @@ _BROKEN = (aiohttp.ClientError, ConnectionError, OSError)
 Body = bytes | bytearray | AsyncIterable[bytes] | None
 
 
-class RawResponse:
-    """An answer whose head came; the body is read with `chunks()` / `read()`. `release()` returns the connection
-    to the pool once the body was read to the end; `close()` drops it (an abandoned body: the server sees the
-    connection close at once, so Ollama stops generating)."""
+class RawResponse(Protocol):
+    """An answer whose head came: `status`, `headers` (case-insensitive `get`/`in`/`[]`), the body with
+    `chunks()` / `read()`. `release()` returns the connection to the pool once the body was read to the end;
+    `close()` drops it (an abandoned body: the server sees the connection close at once, so Ollama stops
+    generating)."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AioResponse:
+    """`RawResponse` over aiohttp."""
 
     __slots__ = ("_base", "_resp", "headers", "status")
 
@@ -101,13 +121,23 @@ class StreamSession:
     it inside the running loop; `await close()` at the end."""
 
     def __init__(self, base_url: str, *, connect_timeout: float = 3.0, read_timeout: float | None = 300.0,
-                 headers: Mapping[str, str] | None = None, max_connections: int = 0) -> None:
+                 headers: Mapping[str, str] | None = None, max_connections: int = 0,
+                 transport: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.headers = dict(headers or {})
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.transport = transport or os.environ.get("SOLLAMA_STREAM_TRANSPORT") or "auto"
+        self._wire: Any = None
+        parts = urlsplit(self.base_url)
+        if self.transport != "aiohttp" and parts.scheme == "http" and parts.hostname and max_connections == 0:
+            from ollama_ops.client.wire_stream import WirePool
+
+            self._wire = WirePool(parts.hostname, parts.port or 80, parts.netloc.rsplit("@", 1)[-1],
+                                  self.base_url, connect_timeout, read_timeout, self.headers)
+            self._prefix = parts.path
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300, enable_cleanup_closed=False)
@@ -122,6 +152,12 @@ class StreamSession:
         """Send one request; returns once the answer's head came (any status). `body` is bytes or an async
         iterable of bytes (streamed up); `json` an object to send as JSON. `total` bounds the whole exchange,
         body included. Raises ServerUnreachable / RequestTimeout / ServerError (module docstring)."""
+        wire = self._wire
+        if wire is not None and method != "HEAD" and (body is None or isinstance(body, bytes | bytearray)):
+            if json is not None:
+                body = jsonlib.dumps(json).encode()
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            return await wire.open(method, self._prefix + path, body, headers, total)
         session = self._session or self._open_session()
         extra: dict[str, Any] = {}
         if total is not None:
@@ -136,9 +172,11 @@ class StreamSession:
             raise RequestTimeout(f"no answer from {self.base_url}{path} in time") from exc
         except _BROKEN as exc:
             raise ServerError(f"the connection to {self.base_url} failed ({type(exc).__name__})") from exc
-        return RawResponse(resp, self.base_url)
+        return AioResponse(resp, self.base_url)
 
     async def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -149,4 +187,4 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(exc, ServerUnreachable | LocalLimit)
 
 
-__all__ = ["RawResponse", "StreamSession", "is_refusal"]
+__all__ = ["AioResponse", "RawResponse", "StreamSession", "is_refusal"]
