@@ -171,7 +171,10 @@ class WireConn(asyncio.Protocol):
         while True:
             chunks = self.chunks
             if chunks:
-                data = chunks.popleft()
+                # what came together goes on together (one write downstream, not one per piece)
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                if len(chunks):
+                    chunks.clear()
                 self.buffered -= len(data)
                 if self.paused and self.buffered < _HIGH_WATER // 4 and self.transport is not None:
                     self.paused = False
