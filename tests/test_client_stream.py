@@ -126,3 +126,50 @@ def test_no_head_in_time_is_request_timeout(stub, transport):
 
     with pytest.raises(RequestTimeout):
         asyncio.run(main())
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_replaced_once():
+    """A reused connection that the server closes without answering a byte (it had closed it while idle) is
+    replaced by a new one and the request sent once more; a fresh connection that fails is an error."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+    connections: list[int] = []
+
+    async def main() -> tuple[list[int], list[bytes], type]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(0)
+            n = 0
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                n += 1
+                if n == 2 or b"/fail" in head:  # the second request on a connection: closed unanswered
+                    writer.close()
+                    return
+                writer.write(answer)
+                await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        session = StreamSession(f"http://127.0.0.1:{port}")
+        bodies = []
+        try:
+            for _ in range(2):
+                resp = await session.open("POST", "/api/generate", body=BODY)
+                bodies.append(await resp.read())
+                resp.release()
+            try:
+                await session.open("POST", "/fail", body=BODY)
+            except ServerError as exc:
+                failed = type(exc)
+        finally:
+            await session.close()
+            server.close()
+        return connections, bodies, failed
+
+    conns, bodies, failed = asyncio.run(main())
+    assert bodies == [b'{"ok":true}'] * 2
+    # A: the 1st request, then the 2nd (closed unanswered) → B: the 2nd again, then /fail (closed) → C: /fail
+    # again, closed on a fresh connection: the error
+    assert len(conns) == 3
+    assert failed is ServerError

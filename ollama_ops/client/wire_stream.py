@@ -60,6 +60,7 @@ class WireConn(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.exc: BaseException | None = None
+        self.received = False  # any byte of this exchange's answer
         self.rx = 0.0  # loop time of the last bytes received
         self.timer: asyncio.TimerHandle | None = None
 
@@ -75,6 +76,7 @@ class WireConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.rx = self.loop.time()
+        self.received = True
         if not self.busy:  # bytes nobody asked for: this connection cannot be trusted any more
             self.close()
             return
@@ -258,36 +260,48 @@ class WirePool:
         self.idle: list[WireConn] = []
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
 
-    async def _connection(self) -> WireConn:
+    async def _connection(self) -> tuple[WireConn, bool]:
+        """A connection, and whether it is a reused one."""
         idle = self.idle
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                return conn
+                return conn, True
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(lambda: WireConn(loop), self.host, self.port),
                                              self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise unreachable(self.base_url, exc) from exc
-        return conn
+        return conn, False
 
     async def open(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None,
                    total: float | None) -> WireResponse:
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         head = (f"{method} {path} HTTP/1.1\r\nHost: {self.netloc}\r\n{self._fixed}{extra}"
                 f"Content-Length: {len(body) if body else 0}\r\n\r\n").encode("latin-1")
-        conn = await self._connection()
-        loop = conn.loop
-        deadline = None if total is None else loop.time() + total
-        fut = conn.start(head + body if body else head, self.read_timeout, deadline)
-        try:
-            await fut
-        except BaseException:
-            conn.finish()
-            conn.close()
-            raise
-        return WireResponse(conn, self)
+        request = head + body if body else head
+        for attempt in (1, 2):
+            conn, reused = await self._connection()
+            loop = conn.loop
+            deadline = None if total is None else loop.time() + total
+            fut = conn.start(request, self.read_timeout, deadline)
+            try:
+                await fut
+            except ServerError:
+                conn.finish()
+                conn.close()
+                # A kept-alive connection the server had closed while idle: it read nothing of this request
+                # (no byte of an answer came), so sending it once more on a new connection is safe.
+                if attempt == 1 and reused and not conn.received:
+                    continue
+                raise
+            except BaseException:
+                conn.finish()
+                conn.close()
+                raise
+            return WireResponse(conn, self)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         for conn in self.idle:

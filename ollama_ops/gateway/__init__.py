@@ -5,7 +5,7 @@ hot path in `proxy`), `dispatch` is the interface to the upstream side with its 
 fleet's `ollama_ops.fleet.runtime.Fleet` is the other), `compose` is the composition root that picks the parts the
 configuration names (the only module here that knows the fleet), `exchange` one request's bookkeeping,
 `admission` owns the slots and the fair queue, `keystore` the API keys, `limiter` the
-per-key windows, `upstream` the upstream (the library's streaming layer, `client.stream`), `metrics` the Prometheus registry, `accesslog` and `usage` the
-off-hot-path writers, `server` runs uvicorn with the drain-on-SIGTERM rules. Pure parts live in
-`ollama_ops.core.gateway`. Nothing here is imported by `sollama --help`.
+per-key windows, `upstream` the upstream (the library's streaming layer, `client.stream`), `metrics` the
+Prometheus registry, `accesslog` and `usage` the off-hot-path writers, `server` runs uvicorn with the
+drain-on-SIGTERM rules. Pure parts live in `ollama_ops.core.gateway`. Nothing here is imported by `sollama --help`.
 """
