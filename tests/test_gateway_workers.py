@@ -5,6 +5,8 @@ serve (the access log names each request's process)."""
 
 from __future__ import annotations
 
+import re
+import signal
 import time
 
 import psutil
@@ -61,3 +63,26 @@ def test_two_workers_never_exceed_the_upstreams_slots(isolated, redis_url):
     assert len(log) == 24 and _pids(log) == set(workers)
     assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
                for pid in workers)
+
+
+def test_a_worker_that_dies_stops_the_others_and_fails_the_gateway(isolated, redis_url):
+    with StubOllama(models=("m:1",)) as stub:
+        with gateway(stub.url, isolated, "--workers", "2", state=redis_url) as gw:
+            first, second = _workers(gw.proc.pid)
+            victim = psutil.Process(first)
+            assert victim.ppid() == gw.proc.pid  # a worker of the gateway this test started
+            victim.kill()
+            assert gw.proc.wait(timeout=60) == 1
+            assert re.search(rf"gateway worker sollama-gateway-worker-[12] \(pid {first}\) exited with code -9; "
+                             r"stopped the other workers", gw.output()), gw.output()
+            assert not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE
+
+
+def test_ctrl_c_reaches_every_worker_once_and_exits_130(isolated, redis_url):
+    with StubOllama(models=("m:1",)) as stub:
+        with gateway(stub.url, isolated, "--workers", "2", state=redis_url) as gw:
+            workers = _workers(gw.proc.pid)
+            assert len(workers) == 2
+            assert gw.stop(sig=signal.SIGINT) == 130
+            assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+                       for pid in workers)
