@@ -108,6 +108,22 @@ def test_stale_gateway_record_is_removed_and_nothing_signalled(sollama, kind):
         end(sleeper)
 
 
+def test_cleanup_removes_a_stale_gateway_record_without_signalling(sollama):
+    sleeper = spawn_sleep()
+    try:
+        gl.pidfile_path().parent.mkdir(parents=True, exist_ok=True)
+        gl.pidfile_path().write_text(_record_of(sleeper))
+        host = f"127.0.0.1:{free_port()}"
+        result = sollama("--host", host, "cleanup", "--yes", "--no-orphans", "--json")
+        assert result.exit_code == 0, result.output
+        steps = {s["name"]: s for s in json.loads(result.stdout)["plan"]["steps"]}
+        assert steps["stale-files"]["targets"] == [f"{gl.pidfile_path()} (pid {sleeper.pid} now belongs to another "
+                                                   f"process: {pf.describe_pid(sleeper.pid)})"]
+        assert not gl.pidfile_path().exists() and sleeper.poll() is None
+    finally:
+        end(sleeper)
+
+
 def test_listen_needs_gateway_and_gateway_refuses_foreground(sollama):
     result = sollama("start", "--listen", "127.0.0.1:8000")
     assert result.exit_code == 2, result.output

@@ -135,12 +135,28 @@ def _plan_stale_files(stopping: bool, record: pf.PidRecord | None) -> CleanupSte
     for tmp in sorted(paths.state_dir().glob(".server.json.*.tmp")):
         files.append(tmp)
         step.targets.append(f"{tmp} (left by an interrupted write)")
+    gateway, gateway_proc = _gateway_record()
+    if gateway is not None and gateway_proc is None:  # the managed gateway's record (`start --gateway`)
+        files.append(_gateway_pidfile())
+        step.targets.append(f"{_gateway_pidfile()} ({pf.why_stale(gateway)})")
     step.details = files
     step.count = len(files)
     step.bytes = sum(_size(p) for p in files)
     if not files:
         step.skipped = "no stale pid or lock file"
     return step
+
+
+def _gateway_pidfile() -> Path:
+    from ollama_ops.services.gateway_lifecycle import pidfile_path
+
+    return pidfile_path()
+
+
+def _gateway_record() -> tuple[pf.PidRecord | None, Any]:
+    from ollama_ops.services.gateway_lifecycle import gateway_record
+
+    return gateway_record()
 
 
 def _size(path: Path) -> int:
@@ -260,6 +276,8 @@ def _do_stale(step: CleanupStep) -> StepOutcome:
                 continue  # it changed since the plan: a daemon now runs
             if path == pf.lock_path():
                 continue  # removed below, once we let go of it
+            if path == _gateway_pidfile() and _gateway_record()[1] is not None:
+                continue  # it changed since the plan: a gateway now runs
             size = _size(path)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
