@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,12 +203,25 @@ def test_dead_server_ends_the_run_as_failed(sollama, stub) -> None:
     import threading
 
     stub.configure(tokens=4, token_delay=0.05)
-    killer = threading.Timer(0.6, stub.stop)
+    done = threading.Event()
+
+    def kill_after_the_third_request() -> None:
+        # At concurrency 2 a third request is sent only once one has finished: the run has a success by then.
+        # Counted, not timed: a loaded machine may take seconds to start the bench.
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            if sum(1 for _, path, _ in stub.requests if path == "/api/generate") >= 3:
+                stub.stop()
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_after_the_third_request, daemon=True)
     killer.start()
     try:
         result, data = _bench(sollama, stub, "-c", "2", "-n", "1000", "--warmup", "0")
     finally:
-        killer.cancel()
+        done.set()
+        killer.join(10)
     assert result.exit_code == 1, result.output  # as `generate` when the daemon dies mid-stream
     assert "stopped answering" in result.stderr and "marked failed" in result.stderr
     assert data["status"] == "failed" and data["stop_reason"] == "server unreachable"
