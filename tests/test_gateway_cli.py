@@ -109,3 +109,32 @@ def test_parse_listen(value, parsed):
     from ollama_ops.gateway.settings import parse_listen
 
     assert parse_listen(value) == parsed
+
+
+def test_the_keys_file_view_reloads_on_change_and_keeps_the_last_good_keys(tmp_path):
+    from ollama_ops.gateway.keystore import KeyFile, KeyRing
+
+    class Ticks:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    path = tmp_path / "keys.json"
+    keys = KeyFile(path, clock=lambda: 1_000.0)
+    secret = keys.create("team-a").secret
+    ticks = Ticks()
+    ring = KeyRing(path, clock=lambda: 1_000.0, monotonic=ticks)
+    assert ring.lookup(secret).name == "team-a" and len(ring) == 1 and ring.usable_count() == 1
+    keys.revoke("team-a")
+    ticks.now += 0.5
+    assert ring.lookup(secret) is not None  # not checked again yet: within its second
+    ticks.now += 0.6
+    assert ring.lookup(secret) is None and ring.any_keys and ring.usable_count() == 0
+    new = keys.rotate("team-a").secret
+    path.write_text("{broken", encoding="utf-8")  # a broken file: the last good keys stay
+    ticks.now += 1.1
+    assert ring.lookup(new) is None and ring.lookup(secret) is None and len(ring) == 1 and ring.errors == 1
+    path.unlink()  # no file: no keys
+    ticks.now += 1.1
+    assert ring.lookup(secret) is None and not ring.any_keys and ring.errors == 1

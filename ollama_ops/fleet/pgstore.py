@@ -3,7 +3,8 @@
 - `PgKeys`: what `sollama keys` does (create, list, revoke, rotate), each edit one transaction that also bumps a
   version row, so every replica's `PgKeyRing` sees it at its next check (at most `interval` later; a Redis
   broadcast, when configured, makes it at once).
-- `PgKeyRing`: the gateway's view (lookup by secret hash in memory; reload when the version moved).
+- `PgKeyRing`: the gateway's view (`gateway.keystore.KeyView`: lookup by secret hash in memory) with its loading
+  step: reload when the version row moved.
 - `PgUsageSink`: one row per gateway request, written by a background thread in batches (one transaction and one
   `executemany` per batch, never one per request). A replica killed with SIGKILL loses at most what it queued
   since its last flush: at most `batch` rows or `interval` seconds of traffic.
@@ -22,9 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any
 
-from ollama_ops.core.gateway.keys import KeyRecord, hash_secret, matches_hash, new_secret, valid_name
+from ollama_ops.core.gateway.keys import KeyRecord, hash_secret, new_secret, valid_name
 from ollama_ops.edges.store import UsageRow
 from ollama_ops.errors import ConfigError, SollamaError, UsageError
+from ollama_ops.gateway.keystore import KeyView
 
 _KEY_COLUMNS = tuple(f.name for f in fields(KeyRecord))
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
@@ -73,6 +75,7 @@ def _record(row: tuple) -> KeyRecord:
 
 
 _SELECT_KEYS = f"SELECT {', '.join(_KEY_COLUMNS)} FROM sollama_keys ORDER BY created, name"
+_SELECT_VERSION = "SELECT version FROM sollama_keys_version WHERE id = 1"
 
 
 class PgKeys:
@@ -144,71 +147,40 @@ class PgKeys:
         return CreatedKey(record, secret)
 
 
-class PgKeyRing:
-    """The gateway's keys from PostgreSQL: lookups in memory, reloaded when the version row moved (checked at most
-    every `interval` seconds) or when told (`reload`, from a Redis broadcast). A store that cannot be reached
-    keeps the last good keys."""
+class PgKeyRing(KeyView):
+    """The gateway's keys from PostgreSQL: reloaded when the version row moved (checked at most every `interval`
+    seconds) or when told (`reload`, from a Redis broadcast). Lookups, counts and keeping the last good keys when
+    the store cannot be reached are `KeyView`'s; this class gives only the loading step."""
 
     def __init__(self, dsn: str, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic, interval: float = 0.5) -> None:
-        self.dsn, self.clock, self.monotonic, self.interval = dsn, clock, monotonic, interval
-        self._by_hash: dict[str, KeyRecord] = {}
-        self._by_name: dict[str, KeyRecord] = {}
-        self.version: int | None = None
-        self._checked = -1e9
-        self.errors = 0
-        self._conn = None
+        self.dsn = dsn
+        self._conn: Any = None
         ensure_schema(dsn)
-        self.reload()
+        super().__init__(clock=clock, monotonic=monotonic, interval=interval)
+
+    @property
+    def version(self) -> int | None:
+        return self.stamp if isinstance(self.stamp, int) else None
 
     def _connection(self):
         if self._conn is None or self._conn.closed:
             self._conn = _connect(self.dsn, autocommit=True)
         return self._conn
 
-    def reload(self) -> None:
-        conn = self._connection()
-        with conn.transaction():
-            version = conn.execute("SELECT version FROM sollama_keys_version WHERE id = 1").fetchone()[0]
-            records = [_record(r) for r in conn.execute(_SELECT_KEYS).fetchall()]
-        self._by_hash = {r.hash: r for r in records}
-        self._by_name = {r.name: r for r in records}
-        self.version = int(version)
-        self._checked = self.monotonic()
-
-    def refresh(self) -> None:
-        now = self.monotonic()
-        if now - self._checked < self.interval:
-            return
-        self._checked = now
+    def _load(self, known: object) -> tuple[object, builtins.list[KeyRecord] | None]:
         try:
-            row = self._connection().execute("SELECT version FROM sollama_keys_version WHERE id = 1").fetchone()
-            if row is not None and int(row[0]) != self.version:
-                self.reload()
-        except Exception:  # the store is away: keep serving the last good keys
-            self.errors += 1
-            if self._conn is not None:
+            conn = self._connection()
+            row = conn.execute(_SELECT_VERSION).fetchone()  # the cheap check, every `interval`
+            if row is not None and int(row[0]) == known:
+                return known, None
+            with conn.transaction():  # the version and the keys it stands for, together
+                version = int(conn.execute(_SELECT_VERSION).fetchone()[0])
+                return version, [_record(r) for r in conn.execute(_SELECT_KEYS).fetchall()]
+        except Exception:
+            if self._conn is not None:  # a fresh connection next time
                 self._conn.close()
-
-    @property
-    def any_keys(self) -> bool:
-        return bool(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
-
-    def usable_count(self) -> int:
-        now = self.clock()
-        return sum(1 for r in self._by_name.values() if r.usable(now))
-
-    def lookup(self, secret: str | None) -> KeyRecord | None:
-        if not secret:
-            return None
-        self.refresh()
-        record = self._by_hash.get(hash_secret(secret))
-        if record is None or not matches_hash(secret, record.hash) or not record.usable(self.clock()):
-            return None
-        return record
+            raise
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,7 +1,8 @@
 """The API keys file: JSON records without secrets (only sha256 hashes), 0600, replaced atomically.
 
 `sollama keys` edits it; a running gateway notices the change (mtime/size/inode, checked at most once a
-second) and reloads, so a revoke takes effect without a restart.
+second) and reloads, so a revoke takes effect without a restart. `KeyView` is the gateway's lookup over any key
+store (this file's `KeyRing`, the fleet's `PgKeyRing`): each gives only its loading step.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import builtins
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ollama_ops.core.gateway.keys import KeyRecord, hash_secret, matches_hash, n
 from ollama_ops.errors import ConfigError, SollamaError, UsageError
 
 _FIELDS = {f.name for f in fields(KeyRecord)}
+_ANY = object()  # a stamp no store has: `reload` loads whatever the stamp says
 
 
 def keys_path() -> Path:
@@ -124,43 +127,52 @@ class KeyFile:
         return CreatedKey(record, secret)
 
 
-class KeyRing:
-    """The gateway's view of the keys file: lookups by secret, reloaded when the file changes."""
+class KeyView:
+    """The gateway's keys: lookups by secret in memory, over the records some store loads. A subclass gives only
+    the loading step, `_load(known)`: the store's current stamp (its version) and its records, or None for the
+    records when the stamp is still `known`. The view asks at most every `interval` seconds (`refresh`, from
+    `lookup`) or when told (`reload`); a store that cannot be read keeps the last good keys (counted in
+    `errors`)."""
 
-    def __init__(self, path: Path, *, clock=time.time, monotonic=time.monotonic) -> None:
-        self.path = path
+    interval = 1.0
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 interval: float | None = None) -> None:
         self.clock, self.monotonic = clock, monotonic
+        if interval is not None:
+            self.interval = interval
         self._by_hash: dict[str, KeyRecord] = {}
         self._by_name: dict[str, KeyRecord] = {}
-        self._stamp: tuple[int, int, int] | None = None
+        self.stamp: object = None
         self._checked = -1e9
+        self.errors = 0
         self.reload()
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size, st.st_ino
+    def _load(self, known: object) -> tuple[object, builtins.list[KeyRecord] | None]:
+        raise NotImplementedError
+
+    def _install(self, stamp: object, records: builtins.list[KeyRecord] | None) -> None:
+        if records is not None:
+            self._by_hash = {r.hash: r for r in records}
+            self._by_name = {r.name: r for r in records}
+        self.stamp = stamp
+        self._checked = self.monotonic()
 
     def reload(self) -> None:
-        stamp = self._file_stamp()
-        records = load_records(self.path) if stamp else []
-        self._by_hash = {r.hash: r for r in records}
-        self._by_name = {r.name: r for r in records}
-        self._stamp = stamp
+        """Load the keys now (whatever the stamp says); the store's errors reach the caller."""
+        self._install(*self._load(_ANY))
 
     def refresh(self) -> None:
-        """Reload if the file changed (checked at most once a second). A broken file keeps the last good keys."""
+        """Reload when the store's stamp moved (asked at most every `interval` s); keep the last good keys when the
+        store cannot be read."""
         now = self.monotonic()
-        if now - self._checked < 1.0:
+        if now - self._checked < self.interval:
             return
         self._checked = now
-        if self._file_stamp() != self._stamp:
-            try:
-                self.reload()
-            except ConfigError:
-                pass
+        try:
+            self._install(*self._load(self.stamp))
+        except Exception:  # the store is away or broken: keep serving the last good keys
+            self.errors += 1
 
     @property
     def any_keys(self) -> bool:
@@ -182,3 +194,25 @@ class KeyRing:
         if record is None or not matches_hash(secret, record.hash) or not record.usable(self.clock()):
             return None
         return record
+
+
+class KeyRing(KeyView):
+    """The keys file: reloaded when it changed (mtime, size, inode), checked at most once a second."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        super().__init__(clock=clock, monotonic=monotonic)
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _load(self, known: object) -> tuple[object, builtins.list[KeyRecord] | None]:
+        stamp = self._file_stamp()
+        if stamp == known:
+            return stamp, None
+        return stamp, load_records(self.path) if stamp else []
