@@ -1,8 +1,10 @@
 """`sollama bench`: measure latency and throughput under a controlled load, and store every request.
 
 `run_bench(config)` does one run or a sweep: it checks the server and model (`session.preflight`), fixes the
-payloads, runs the warm-up and measured phases on the `runner` over one `client.transport.Transport`, writes request
-rows to the history as it goes (batched commits), and returns a `BenchResult`. Ctrl-C or a dead server end the
+payloads, runs one continuous load on the `runner` over one `client.transport.Transport` (warm-up, measured and
+cool-down requests, each given its phase by `core.bench.phases.PhaseTimeline` when it is sent), writes request
+rows to the history as it goes (batched commits, held back while a scheduled send is due), and returns a
+`BenchResult`. Ctrl-C or a dead server end the
 run early: what was measured is kept and the run is marked interrupted / failed.
 """
 

@@ -1,4 +1,6 @@
-"""The bench's hot path: send streamed requests under a closed or open loop and time every chunk.
+"""The bench's hot path: send streamed requests under a closed or open loop (or a trace's timeline, or
+conversations turn by turn) and time every chunk. Each send asks the run's `PhaseTimeline` for its phase
+(warm-up, measured, cool-down) and the run ends when it answers None.
 
 Each request goes over one `client.transport.Transport`: on a plain http:// server the raw asyncio client (the send
 time is read at the socket write, each chunk is clocked by the kernel's receive timestamp), on https:// the
