@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_ops.core.options import OPTION_BOUNDS, OPTION_TYPES, coerce_option, parse_option_value, parse_options
+from ollama_ops.core.options import (
+    OPTION_BOUNDS,
+    OPTION_TYPES,
+    coerce_option,
+    parse_number,
+    parse_option_value,
+    parse_options,
+)
 from ollama_ops.core.units import (
     format_bytes,
     format_seconds,
@@ -266,3 +273,15 @@ def test_parse_options_raises_only_usage_error(pairs):
         return
     for key, value in options.items():
         assert coerce_option(key, value) == value
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False)))
+def test_parse_number_reads_back_what_python_writes(x):
+    # the one numeric reading of -o values and of --keep-alive: an int stays an int
+    number = parse_number(repr(x))
+    assert number == x and type(number) is type(x)
+
+
+@pytest.mark.parametrize("text", ["", "10m", "1,5", "one", "0x10"])
+def test_parse_number_is_none_for_other_text(text):
+    assert parse_number(text) is None

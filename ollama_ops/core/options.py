@@ -216,16 +216,24 @@ OPTION_TYPES: dict[str, type] = {
 }
 
 
-def parse_option_value(raw: str) -> Any:
-    """'0.2' → 0.2, '42' → 42, 'true' → True, '["a"]' → ['a']; anything else stays a string."""
-    text = raw.strip()
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
+def parse_number(text: str) -> int | float | None:
+    """'42' → 42, '0.2' → 0.2 (an int where the text is one), None when `text` is not a number."""
     for cast in (int, float):
         try:
             return cast(text)
         except ValueError:
             pass
+    return None
+
+
+def parse_option_value(raw: str) -> Any:
+    """'0.2' → 0.2, '42' → 42, 'true' → True, '["a"]' → ['a']; anything else stays a string."""
+    text = raw.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    number = parse_number(text)
+    if number is not None:
+        return number
     if text[:1] in "[{":
         try:
             return json.loads(text)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ollama_ops.client.protocol import GenerateRequest
 from ollama_ops.core.ndjson import FinalChunk, Timings
-from ollama_ops.core.options import parse_options
+from ollama_ops.core.options import parse_number, parse_options
 from ollama_ops.errors import ModelNotFound, RequestTimeout, UsageError
 
 TextSink = Callable[[str], None]
@@ -117,11 +117,9 @@ def parse_keep_alive(value: str | int | float | None) -> str | int | float | Non
     if value is None or isinstance(value, (int, float)):
         return value
     text = str(value).strip()
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
+    number = parse_number(text)
+    if number is not None:
+        return number
     if not text:
         raise UsageError("--keep-alive needs a value such as 300, 10m or -1")
     return text
