@@ -9,8 +9,13 @@
    script), 32 concurrent callers, every call auto-pipelined with the others of its loop tick; also with the
    leases given back (a whole request's Redis work), and, for comparison, one call per round trip. Goal:
    >= 5,000/s.
+4. Scaling with real daemons (`--only real`; also in a full run when the Ollama binary is there): saturated
+   throughput through one replica over two real `ollama serve` with SmolLM2 vs one of them (1 slot a host, as
+   OLLAMA_NUM_PARALLEL=1), each load run for a fixed time. No goal: two daemons on one machine share its cores,
+   so expect about 1x here; on separate machines each brings its own.
 
     .venv/bin/python benchmarks/fleet_scaling.py [--requests 240] [--concurrency 16] [--only decisions]
+    .venv/bin/python benchmarks/fleet_scaling.py --only real [--real-seconds 30] [--real-tokens 16]
 
 It starts its own redis-server (Debian package) on a free loopback port, stub hosts and gateway replicas as
 separate processes, and stops each by its PID.
@@ -111,6 +116,74 @@ def state_cost(args, home: Path, redis_url: str) -> float:
     return added
 
 
+async def _timed_load(url: str, seconds: float, concurrency: int, body: dict) -> tuple[float, int, int, int]:
+    """Streamed generates from `concurrency` callers until `seconds` have passed (each finishes the request it
+    is in); (wall seconds to the last answer, requests done, failures, output tokens from `eval_count`)."""
+    import json
+
+    import aiohttp
+
+    done = failed = tokens = 0
+    stop = time.perf_counter() + seconds
+
+    async def caller(session: aiohttp.ClientSession) -> None:
+        nonlocal done, failed, tokens
+        while time.perf_counter() < stop:
+            async with session.post(url + "/api/generate", json=body) as resp:
+                raw = await resp.read()
+            last = raw.rstrip().rsplit(b"\n", 1)[-1]
+            if resp.status != 200 or b'"done":true' not in last:
+                failed += 1
+                continue
+            done += 1
+            tokens += int(json.loads(last).get("eval_count") or 0)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(caller(session) for _ in range(concurrency)))
+        return time.perf_counter() - t0, done, failed, tokens
+
+
+def real_scaling(args, home: Path) -> float | None:
+    """Two real daemons (this script's own, on free loopback ports, stopped by their PIDs) vs one of them."""
+    from tests.conftest import TEST_MODEL, TOOLS, ensure_test_model, ollama_binary, start_ollama, stop_process
+
+    binary = ollama_binary()
+    if binary is None:
+        print("real daemons: skipped (no ollama binary: make ollama model)")
+        return None
+    body = {"model": TEST_MODEL, "prompt": "Count from one to twenty.",
+            "options": {"num_predict": args.real_tokens, "seed": 1, "temperature": 0}}
+    procs = []
+    rates: dict[str, float] = {}
+    try:
+        urls = []
+        for i in (1, 2):
+            proc, host = start_ollama(binary, TOOLS / "test-ollama-models", home / f"ollama-{i}",
+                                      home / f"ollama-{i}.log")
+            procs.append(proc)
+            urls.append(f"http://{host}")
+        ensure_test_model(urls[0])
+        for url in urls:  # SmolLM2 loaded on both, outside the measured runs
+            asyncio.run(_timed_load(url, 0, 1, {**body, "options": {"num_predict": 1}}))
+        for label, chosen in (("one real host", urls[:1]), ("two real hosts", urls)):
+            with replica(home, upstreams=upstreams(*((u, 1) for u in chosen)), queue_depth=10_000) as gw:
+                asyncio.run(_timed_load(gw.url, 0, len(chosen), body))  # a first request through each host
+                wall, done, failed, tokens = asyncio.run(_timed_load(gw.url, args.real_seconds,
+                                                                     args.real_concurrency, body))
+                rates[label] = done / wall
+                print(f"  {label}: {rates[label]:.2f} req/s, {tokens / wall:.1f} output tokens/s ({done} requests "
+                      f"of {args.real_tokens} tokens in {wall:.1f} s, concurrency {args.real_concurrency}, "
+                      f"{failed} failed)")
+    finally:
+        for proc in procs:
+            stop_process(proc)
+    ratio = rates["two real hosts"] / rates["one real host"] if rates.get("one real host") else 0.0
+    print(f"scaling: two real daemons / one = {ratio:.2f}x (both daemons on this machine's {os.cpu_count()} "
+          f"cores; load average {os.getloadavg()[0]:.2f})")
+    return ratio
+
+
 async def _decisions(redis_url: str, seconds: float, concurrency: int, cycle: bool,
                      batched: bool = True) -> tuple[int, float, float]:
     """What a replica does to admit a request with Redis state: the key's limits (the gateway's shared limiter:
@@ -204,7 +277,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--only", choices=("scaling", "state", "decisions"))
+    parser.add_argument("--real-seconds", type=float, default=30.0)
+    parser.add_argument("--real-concurrency", type=int, default=4)
+    parser.add_argument("--real-tokens", type=int, default=16)
+    parser.add_argument("--only", choices=("scaling", "state", "decisions", "real"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sollama-fleet-bench-") as tmp:
         home = Path(tmp) / "home"
@@ -218,6 +294,8 @@ def main() -> None:
                 state_cost(args, home, redis.url)
             if args.only in (None, "decisions"):
                 decisions(args, redis.url)
+            if args.only in (None, "real"):
+                real_scaling(args, home)
         finally:
             redis.stop()
 
