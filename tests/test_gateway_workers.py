@@ -13,6 +13,7 @@ import psutil
 
 from tests.fleet_helpers import generate, max_concurrency, run_parallel
 from tests.gateway_helpers import gateway, make_key
+from tests.lifecycle_helpers import wait_for
 from tests.stub_ollama import Script, StubOllama
 
 
@@ -28,9 +29,11 @@ def _pids(entries: list[dict]) -> set[int]:
     return {e["pid"] for e in entries}
 
 
-def _workers(pid: int) -> list[int]:
-    """The worker processes of the `sollama serve` with this pid (not multiprocessing's resource tracker)."""
-    return [p.pid for p in psutil.Process(pid).children() if "spawn_main" in " ".join(p.cmdline())]
+def _workers(gw) -> list[int]:  # type: ignore[no-untyped-def]
+    """The worker processes of this `sollama serve` (not multiprocessing's resource tracker), once the gateway says it
+    serves: that line comes only when every worker listens, so each one gets its share of the connections after it."""
+    assert wait_for(lambda: "sollama gateway on" in gw.output(), 60, 0.05), gw.output()
+    return [p.pid for p in psutil.Process(gw.proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
 
 
 def test_two_workers_allow_a_keys_rpm_exactly(isolated, redis_url):
@@ -40,7 +43,7 @@ def test_two_workers_allow_a_keys_rpm_exactly(isolated, redis_url):
         time.sleep(60.5 - into_minute)
     with StubOllama(models=("m:1",)) as stub:
         with gateway(stub.url, isolated, "--workers", "2", "--slots", "4", state=redis_url) as gw:
-            workers = _workers(gw.proc.pid)
+            workers = _workers(gw)
             assert len(workers) == 2, gw.output()
             codes = run_parallel([lambda: generate(gw.url, "m:1", secret).status_code for _ in range(30)])
         served = sum(1 for _, path, _ in stub.requests if path == "/api/generate")
@@ -53,7 +56,7 @@ def test_two_workers_allow_a_keys_rpm_exactly(isolated, redis_url):
 def test_two_workers_never_exceed_the_upstreams_slots(isolated, redis_url):
     with StubOllama(Script(tokens=4, token_delay=0.05), models=("m:1",)) as stub:
         with gateway(stub.url, isolated, "--workers", "2", "--slots", "2", state=redis_url) as gw:
-            workers = _workers(gw.proc.pid)
+            workers = _workers(gw)
             codes = run_parallel([lambda: generate(gw.url, "m:1").status_code for _ in range(24)])
             assert gw.stop() == 0  # SIGTERM to the parent: forwarded, both workers drain, exit 0
         seen = stub.stats()["requests"]
@@ -68,7 +71,7 @@ def test_two_workers_never_exceed_the_upstreams_slots(isolated, redis_url):
 def test_a_worker_that_dies_stops_the_others_and_fails_the_gateway(isolated, redis_url):
     with StubOllama(models=("m:1",)) as stub:
         with gateway(stub.url, isolated, "--workers", "2", state=redis_url) as gw:
-            first, second = _workers(gw.proc.pid)
+            first, second = _workers(gw)
             victim = psutil.Process(first)
             assert victim.ppid() == gw.proc.pid  # a worker of the gateway this test started
             victim.kill()
@@ -81,7 +84,7 @@ def test_a_worker_that_dies_stops_the_others_and_fails_the_gateway(isolated, red
 def test_ctrl_c_reaches_every_worker_once_and_exits_130(isolated, redis_url):
     with StubOllama(models=("m:1",)) as stub:
         with gateway(stub.url, isolated, "--workers", "2", state=redis_url) as gw:
-            workers = _workers(gw.proc.pid)
+            workers = _workers(gw)
             assert len(workers) == 2
             assert gw.stop(sig=signal.SIGINT) == 130
             assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

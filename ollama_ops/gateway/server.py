@@ -114,7 +114,8 @@ def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], Non
         if workers > 1:
             from ollama_ops.gateway.workers import supervise
 
-            signals = supervise(config, workers, on_ready=lambda: on_ready and on_ready(config, len(keyring)))
+            signals = supervise(config, workers, serve_worker,
+                                on_ready=lambda: on_ready and on_ready(config, len(keyring)))
         else:
             server = _uvicorn_server(config, keyring)
             if on_ready is not None:
@@ -127,10 +128,12 @@ def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], Non
         raise Interrupted("interrupted")
 
 
-def serve_worker(config: GatewayConfig) -> list[int]:
+def serve_worker(config: GatewayConfig, listening: Callable[[], None]) -> list[int]:
     """One worker of `serve --workers N`: the gateway on its own SO_REUSEPORT socket on the shared port until
-    SIGTERM; returns the signals it got."""
+    SIGTERM; calls `listening` once the socket listens (connections then wait in its backlog); returns the signals
+    it got."""
     sock = bind(config.listen_host, config.listen_port, reuse_port=True)
+    listening()
     try:
         server = _uvicorn_server(config, open_keyring(config))
         server.run(sockets=[sock])

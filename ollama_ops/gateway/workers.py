@@ -28,6 +28,7 @@ from ollama_ops.errors import SollamaError
 from ollama_ops.gateway.settings import GatewayConfig
 
 KILL_GRACE = 5.0  # seconds past the drain timeout before a worker is killed
+LISTEN_TIMEOUT = 60.0  # seconds for every worker to be listening before the gateway counts as failed
 
 
 def _watch_parent(parent: int) -> None:
@@ -37,18 +38,23 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(config: GatewayConfig, parent: int) -> None:
+Worker = Callable[[GatewayConfig, Callable[[], None]], list[int]]
+
+
+def _worker_main(worker: Worker, config: GatewayConfig, parent: int, listening: Any) -> None:
     os.setpgid(0, 0)
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
-    from ollama_ops.gateway.server import serve_worker
-
-    signals = serve_worker(config)
+    signals = worker(config, listening.set)
     raise SystemExit(130 if signal.SIGINT in signals else 0)
 
 
-def supervise(config: GatewayConfig, workers: int, *, on_ready: Callable[[], Any] | None = None) -> list[int]:
-    """Run `workers` workers on config's listen address until a signal stops them; returns the signals received. Raises
-    SollamaError when a worker exits on its own (the others are stopped first)."""
+def supervise(config: GatewayConfig, workers: int, worker: Worker, *,
+              on_ready: Callable[[], Any] | None = None) -> list[int]:
+    """Run `workers` processes of `worker` (a module-level function: it is pickled by name into each spawned process;
+    it calls its second argument once its socket listens) on config's listen address until a signal stops them;
+    returns the signals received. `on_ready` runs once every worker listens, so no connection made after it lands
+    on a port with only some of them. Raises SollamaError when a worker exits on its own or does not listen within
+    LISTEN_TIMEOUT (the others are stopped first)."""
     ctx = multiprocessing.get_context("spawn")
     received: list[int] = []
 
@@ -57,20 +63,29 @@ def supervise(config: GatewayConfig, workers: int, *, on_ready: Callable[[], Any
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: list[Any] = []
-    failed: Any = None
+    listening = [ctx.Event() for _ in range(workers)]
+    failed: str | None = None
     try:
         for i in range(workers):
-            proc = ctx.Process(target=_worker_main, args=(config, os.getpid()),
+            proc = ctx.Process(target=_worker_main, args=(worker, config, os.getpid(), listening[i]),
                                name=f"sollama-gateway-worker-{i + 1}")
             proc.start()
             procs.append(proc)
-        if on_ready is not None:
+        listen_by = time.monotonic() + LISTEN_TIMEOUT
+        while not all(e.is_set() for e in listening) and not received and all(p.is_alive() for p in procs):
+            if time.monotonic() > listen_by:
+                late = next(p for p, e in zip(procs, listening, strict=True) if not e.is_set())
+                failed = f"gateway worker {late.name} (pid {late.pid}) did not listen within {LISTEN_TIMEOUT:g} s"
+                break
+            multiprocessing.connection.wait([p.sentinel for p in procs], timeout=0.05)
+        if on_ready is not None and failed is None and all(e.is_set() for e in listening):
             on_ready()
         deadline: float | None = None
         while any(p.is_alive() for p in procs):
-            if deadline is None and (received or any(not p.is_alive() for p in procs)):
-                if not received:
-                    failed = next(p for p in procs if not p.is_alive())
+            if deadline is None and (failed or received or any(not p.is_alive() for p in procs)):
+                if not received and failed is None:
+                    dead = next(p for p in procs if not p.is_alive())
+                    failed = f"gateway worker {dead.name} (pid {dead.pid}) exited with code {dead.exitcode}"
                 sig = received[0] if received else signal.SIGTERM
                 for p in procs:
                     if p.is_alive():
@@ -90,6 +105,5 @@ def supervise(config: GatewayConfig, workers: int, *, on_ready: Callable[[], Any
         for sig, old in previous.items():
             signal.signal(sig, old)
     if failed is not None:
-        raise SollamaError(f"gateway worker {failed.name} (pid {failed.pid}) exited with code {failed.exitcode}; "
-                           f"stopped the other workers")
+        raise SollamaError(f"{failed}; stopped the other workers")
     return received
