@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,3 +225,14 @@ def unreachable(base_url: str, exc: BaseException) -> ServerUnreachable | LocalL
     reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason).strip() or type(exc).__name__
     return ServerUnreachable(f"cannot connect to Ollama at {base_url}: {reason[:1].lower()}{reason[1:]}",
                              hint="is it running? try `sollama start` or check --host")
+
+
+def no_delay(transport: Any) -> None:
+    """Turn Nagle's algorithm off on a transport's TCP socket (small request writes and streamed chunks go at once);
+    a transport without one (a test double, a Unix socket) is left as it is."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass

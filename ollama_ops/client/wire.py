@@ -16,12 +16,11 @@ clocked late; otherwise the `perf_counter()` of the read. One Future per request
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ollama_ops.client.protocol import error_message, out_of_files
+from ollama_ops.client.protocol import error_message, no_delay, out_of_files
 from ollama_ops.client.transport import (
     QUEUE_WAIT_HEADER,
     Failure,
@@ -73,12 +72,7 @@ class WireConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._stamped = transport if isinstance(transport, StampedTransport) else None
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
+        no_delay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -13,13 +13,12 @@ Bodies streamed up (an async iterable) and HEAD requests go over aiohttp (`Strea
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import deque
 from typing import Any
 
 import httptools
 
-from ollama_ops.client.protocol import unreachable
+from ollama_ops.client.protocol import no_delay, unreachable
 from ollama_ops.errors import RequestTimeout, ServerError
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is not read until the reader catches up
@@ -67,12 +66,7 @@ class WireConn(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.rx = self.loop.time()
