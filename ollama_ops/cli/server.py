@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ollama_ops.cli.context import AppContext, JsonOption, use
+from ollama_ops.errors import UsageError
 
 if TYPE_CHECKING:
     from ollama_ops.services.launch import LaunchPlan
@@ -58,8 +59,6 @@ def _gateway_plan(obj: AppContext, gateway: bool, listen: str | None) -> Any:
     """The gateway's plan with --gateway (None without); --listen alone is a usage error."""
     if not gateway:
         if listen is not None:
-            from ollama_ops.errors import UsageError
-
             raise UsageError("--listen is the gateway's address: it goes with --gateway")
         return None
     from ollama_ops.services.gateway_lifecycle import plan_gateway
@@ -114,13 +113,9 @@ def start(
 
     obj = use(ctx, json=json, host=host)
     if supervise and (dry_run or foreground):
-        from ollama_ops.errors import UsageError
-
         raise UsageError("--supervise starts the daemon detached and watches it; it does not go with --dry-run or "
                          "--foreground")
     if gateway and (foreground or supervise or dry_run):
-        from ollama_ops.errors import UsageError
-
         raise UsageError("--gateway starts both detached; it does not go with --foreground, --supervise or --dry-run "
                          "(under systemd: `sollama service unit --gateway`)")
     gateway_plan = _gateway_plan(obj, gateway, listen)
@@ -222,7 +217,6 @@ def logs(
     Example: [bold]sollama logs -n 100 --errors[/bold] · [bold]sollama logs --gateway -f[/bold]
     """
     from ollama_ops.edges.process import log_path
-    from ollama_ops.errors import UsageError
     from ollama_ops.render.console import display_info
     from ollama_ops.render.server import render_log_line, render_log_view
     from ollama_ops.services.logs import daemon_alive, follow_log, read_log
@@ -283,7 +277,7 @@ def cleanup(
     Example: [bold]sollama cleanup --stop --older-than 30d --yes[/bold]
     """
     from ollama_ops.core.options import duration_seconds
-    from ollama_ops.errors import SollamaError, UsageError
+    from ollama_ops.errors import SollamaError
     from ollama_ops.render.server import render_cleanup, render_cleanup_plan, render_cleanup_report
     from ollama_ops.services.cleanup import CleanupResult, plan_cleanup, run_cleanup
 
@@ -327,8 +321,6 @@ def service_unit(
     from ollama_ops.services.launch import service_unit as build_unit
 
     if watch and gateway:
-        from ollama_ops.errors import UsageError
-
         raise UsageError("--watch and --gateway are two units: print them one at a time")
     obj = use(ctx)
     render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch, gateway=gateway))
