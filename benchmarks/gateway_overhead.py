@@ -44,17 +44,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def sollama_argv() -> list[str]:
+    """How to run this checkout's `sollama` (its venv's entry point, else `python -m ollama_ops`)."""
+    exe = ROOT / ".venv" / "bin" / "sollama"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "ollama_ops"]
+
+
 @contextlib.contextmanager
-def gateway_process(upstream_port: int, home: Path, slots: int = 1024) -> Iterator[tuple[subprocess.Popen, str]]:
+def gateway_process(upstream: int | str, home: Path, slots: int = 1024) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`sollama serve` on a free loopback port with SOLLAMA_HOME=`home`, in front of `upstream` (a loopback port,
+    or an address); yields (process, its URL) once /healthz answers; stops it by its PID."""
     import httpx
 
     port = _free_port()
-    exe = ROOT / ".venv" / "bin" / "sollama"
-    argv = [str(exe)] if exe.is_file() else [sys.executable, "-m", "ollama_ops"]
+    upstream = f"127.0.0.1:{upstream}" if isinstance(upstream, int) else upstream
     env = {**os.environ, "SOLLAMA_HOME": str(home), "SOLLAMA_GATEWAY_QUEUE_DEPTH": "100000",
            "SOLLAMA_GATEWAY_BODY_LIMIT": "1048576"}
-    proc = subprocess.Popen([*argv, "serve", "--listen", f"127.0.0.1:{port}", "--upstream",
-                             f"127.0.0.1:{upstream_port}", "--slots", str(slots)], env=env,
+    proc = subprocess.Popen([*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream",
+                             upstream, "--slots", str(slots)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -95,26 +102,38 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
 
 
-def _bench(url: str, concurrency: int, requests: int, db: Path) -> dict:
+def _bench(url: str, concurrency: int, requests: int, db: Path, *, model: str = "stub-model",
+           max_tokens: int = 64, warmup: int | None = None, prompts: str = "short",
+           options: dict | None = None, headers: dict[str, str] | None = None, timeout: float = 60) -> dict:
+    """One `sollama bench` run (its own runner, stored in `db`); the measured successful requests' figures in
+    seconds: ttft, itl (pooled gaps), e2el, server_total (the server's total_duration), server_gap (E2EL −
+    total_duration), gateway_wait (X-Queue-Wait-Ms, when a gateway sent it); plus rps, ok and failed."""
     from ollama_ops.core.bench.load import LoadSpec
     from ollama_ops.edges.store import Store
     from ollama_ops.services.bench.config import BenchConfig
     from ollama_ops.services.bench.run import run_bench
 
-    config = BenchConfig(model="stub-model", base_url=url, host=url, max_tokens=64,
-                         load=LoadSpec(concurrency=concurrency, requests=requests, warmup=min(32, requests // 10)),
-                         timeout=60, store_path=db)
+    warmup = min(32, requests // 10) if warmup is None else warmup
+    config = BenchConfig(model=model, base_url=url, host=url, max_tokens=max_tokens, prompts=prompts,
+                         options=dict(options or {}), headers=dict(headers or {}),
+                         load=LoadSpec(concurrency=concurrency, requests=requests, warmup=warmup),
+                         timeout=timeout, store_path=db)
     result = run_bench(config)
     with Store(db) as store:
         rows = [r for r in store.requests(result.run_id) if r.ok and not r.warmup]
     return {"ttft": [r.ttft for r in rows if r.ttft is not None], "itl": [g for r in rows for g in r.itl],
+            "e2el": [r.e2el for r in rows if r.e2el is not None],
+            "server_gap": [r.queue_s for r in rows if r.queue_s is not None],
+            "server_total": [r.total_s for r in rows if r.total_s is not None],
+            "gateway_wait": [r.gateway_queue_s for r in rows if r.gateway_queue_s is not None],
             "rps": result.summary.request_throughput, "ok": len(rows),
             "failed": result.summary.requests_failed}
 
 
 def _pooled(runs: list[dict]) -> dict:
-    return {"ttft": [x for r in runs for x in r["ttft"]], "itl": [x for r in runs for x in r["itl"]],
-            "rps": sum(r["rps"] for r in runs) / len(runs), "failed": sum(r["failed"] for r in runs)}
+    """Several `_bench` results as one: every list pooled, rps averaged, failures summed."""
+    pooled = {k: [x for r in runs for x in r[k]] for k, v in runs[0].items() if isinstance(v, list)}
+    return {**pooled, "rps": sum(r["rps"] for r in runs) / len(runs), "failed": sum(r["failed"] for r in runs)}
 
 
 async def _open_streams(url: str, n: int, hold: float) -> int:
