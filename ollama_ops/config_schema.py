@@ -105,7 +105,7 @@ class GatewaySettings:
     listen: str = _rule(nonempty=True)
     upstream: str | None = _rule(address=True)
     slots: int | None = _rule(min=1, max=1024)
-    workers: int = _rule(min=1, max=1)
+    workers: int = _rule(min=1, max=64)
     auth: str = _rule(choices=("auto", "required", "off"))
     metrics_token: str | None = _rule()
     cors_origins: list[str] = _rule()

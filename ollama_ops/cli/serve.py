@@ -24,10 +24,11 @@ def serve(
     slots: Annotated[int | None, typer.Option("--slots",
                                               help="Requests in flight upstream at once (default: gateway.slots, "
                                                    "else server.num_parallel, else 1).")] = None,
-    workers: Annotated[int, typer.Option("--workers",
-                                         help="Worker processes sharing the listen socket; above 1 only with "
-                                              "shared state (gateway.state: redis://…), where the slots and "
-                                              "limits live.")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers",
+                                                help="Worker processes on the listen port (default: "
+                                                     "gateway.workers, 1); above 1 only with shared state "
+                                                     "(gateway.state: redis://…), where the slots and limits "
+                                                     "live.")] = None,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth",
                                                    help="Serve beyond loopback without keys (never on a shared "
                                                         "network).")] = False,
@@ -43,6 +44,6 @@ def serve(
     from ollama_ops.render.gateway import render_serving
 
     obj = use(ctx)
-    config = from_settings(obj.settings, listen=listen, upstream=upstream, slots=slots,
+    config = from_settings(obj.settings, listen=listen, upstream=upstream, slots=slots, workers=workers,
                            insecure_no_auth=insecure_no_auth)
-    run(config, workers=workers, on_ready=lambda cfg, keys: render_serving(obj.err, cfg, keys, workers=workers))
+    run(config, on_ready=lambda cfg, keys: render_serving(obj.err, cfg, keys, workers=cfg.workers))

@@ -31,6 +31,9 @@ GatewayOption = typer.Option("--gateway", help="Also the API gateway (`sollama s
                                                "second managed process.")
 ListenOption = typer.Option("--listen", "-l", metavar="HOST:PORT",
                             help="The gateway's address (with --gateway; default gateway.listen).")
+WorkersOption = typer.Option("--workers", metavar="N",
+                             help="The gateway's worker processes (with --gateway; default gateway.workers); above "
+                                  "1 only with shared state (gateway.state: redis://…).")
 
 
 def register(root: typer.Typer) -> None:
@@ -55,15 +58,17 @@ def _plan(obj: AppContext, binary: str | None, env: list[str] | None, enforce: b
     return plan_launch(obj.settings, binary=binary, env_pairs=env, enforce=enforce)
 
 
-def _gateway_plan(obj: AppContext, gateway: bool, listen: str | None) -> Any:
-    """The gateway's plan with --gateway (None without); --listen alone is a usage error."""
+def _gateway_plan(obj: AppContext, gateway: bool, listen: str | None, workers: int | None = None) -> Any:
+    """The gateway's plan with --gateway (None without); --listen or --workers alone is a usage error."""
     if not gateway:
         if listen is not None:
             raise UsageError("--listen is the gateway's address: it goes with --gateway")
+        if workers is not None:
+            raise UsageError("--workers is the gateway's: it goes with --gateway")
         return None
     from ollama_ops.services.gateway_lifecycle import plan_gateway
 
-    return plan_gateway(obj.settings, listen=listen, config_path=obj.config_path)
+    return plan_gateway(obj.settings, listen=listen, config_path=obj.config_path, workers=workers)
 
 
 def _start(obj: AppContext, plan: LaunchPlan, timeout: float | None, gateway: Any = None) -> Any:
@@ -96,6 +101,7 @@ def start(
     = False,
     gateway: Annotated[bool, GatewayOption] = False,
     listen: Annotated[str | None, ListenOption] = None,
+    workers: Annotated[int | None, WorkersOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Start the shared `ollama serve` detached, or report the one already running (exit 0).
@@ -105,7 +111,8 @@ def start(
     start (its last log lines are shown), and 5 when it is not ready within --timeout (it is stopped again).
 
     Example: [bold]sollama start --host 127.0.0.1:11434 -e OLLAMA_DEBUG=1[/bold] ·
-    [bold]sollama start --gateway --listen 127.0.0.1:8000[/bold]
+    [bold]sollama start --gateway --listen 127.0.0.1:8000[/bold] ·
+    [bold]sollama start --gateway --workers 4[/bold] (with gateway.state: redis://…)
     """
     from ollama_ops.render.server import render_notes, render_start
     from ollama_ops.services.lifecycle import dry_run as plan_only
@@ -118,7 +125,7 @@ def start(
     if gateway and (foreground or supervise or dry_run):
         raise UsageError("--gateway starts both detached; it does not go with --foreground, --supervise or --dry-run "
                          "(under systemd: `sollama service unit --gateway`)")
-    gateway_plan = _gateway_plan(obj, gateway, listen)
+    gateway_plan = _gateway_plan(obj, gateway, listen, workers)
     plan = _plan(obj, binary, env, enforce)
     if dry_run:
         result = plan_only(plan)
@@ -172,23 +179,25 @@ def restart(
     enforce: Annotated[bool | None, EnforceOption] = None,
     gateway: Annotated[bool, typer.Option("--gateway", help="Start the gateway too, even when none ran.")] = False,
     listen: Annotated[str | None, ListenOption] = None,
+    workers: Annotated[int | None, WorkersOption] = None,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Stop the daemon (as `stop`), then start it again with the same settings (as `start`).
 
-    The gateway sollama started is stopped first and started again after the daemon, on the address it had (with
-    --gateway: also when none ran).
+    The gateway sollama started is stopped first and started again after the daemon, on the address and with the
+    workers it had (with --gateway: also when none ran).
 
     With --host (or OLLAMA_HOST, or a configured address) only the daemon sollama started at that address is
     stopped; one it started elsewhere is left alone, and the start then refuses to run a second one.
     """
     from ollama_ops.render.server import render_log_tail, render_notes, render_restart
-    from ollama_ops.services.gateway_lifecycle import restart_both, running_listen
+    from ollama_ops.services.gateway_lifecycle import restart_both, running_listen, running_workers
     from ollama_ops.services.lifecycle import DaemonDiedAtStart, StartTimedOut
 
     obj = use(ctx, json=json, host=host)
     was = running_listen()
-    gateway_plan = _gateway_plan(obj, gateway or was is not None, listen or was)
+    gateway_plan = _gateway_plan(obj, gateway or was is not None, listen or was,
+                                 workers if workers is not None or was is None else running_workers())
     plan = _plan(obj, binary, env, enforce)
     try:
         result = restart_both(obj.settings, plan, gateway_plan, timeout=timeout, start_timeout=start_timeout,
@@ -311,6 +320,9 @@ def service_unit(
                                                         "sollama.service) instead of the daemon's.")] = False,
     gateway: Annotated[bool, typer.Option("--gateway", help="The API gateway's unit (`sollama serve`, after "
                                                             "sollama.service) instead of the daemon's.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", metavar="N",
+                                                help="With --gateway: `sollama serve --workers N` (default: "
+                                                     "gateway.workers when the service starts).")] = None,
 ) -> None:
     """Print a systemd unit that runs `sollama start --foreground` (with --watch: `sollama watch`; with
     --gateway: `sollama serve`).
@@ -322,5 +334,12 @@ def service_unit(
 
     if watch and gateway:
         raise UsageError("--watch and --gateway are two units: print them one at a time")
+    if workers is not None and not gateway:
+        raise UsageError("--workers is the gateway's: it goes with --gateway")
     obj = use(ctx)
-    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch, gateway=gateway))
+    if workers is not None and workers > 1 and not obj.settings.gateway.state:
+        from ollama_ops.gateway.settings import WORKERS_NEED_STATE
+
+        raise UsageError(WORKERS_NEED_STATE.format("--workers"))
+    render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch, gateway=gateway,
+                                    workers=workers))

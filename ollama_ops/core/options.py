@@ -94,7 +94,7 @@ FLAG_BOUNDS: dict[str, Bound] = {
     "report --last": Bound(0, INT32_MAX),
     "report --threshold": Bound(0, 1000, why="as report.threshold"),
     "serve --slots": Bound(1, 1024, why="as gateway.slots"),
-    "serve --workers": Bound(1, 64),
+    "--workers": Bound(1, 64, why="as gateway.workers"),  # serve, start --gateway, service unit --gateway
     "--rpm": Bound(1, INT32_MAX),  # keys create
     "--tpm": Bound(1, 2**62),
     "--concurrency": Bound(1, 100_000),

@@ -15,11 +15,11 @@ from types import FrameType
 
 import uvicorn
 
-from ollama_ops.errors import Interrupted, SollamaError, UsageError
+from ollama_ops.errors import Interrupted, SollamaError
 from ollama_ops.gateway.app import build_app
 from ollama_ops.gateway.compose import build_gateway, open_keyring
 from ollama_ops.gateway.runtime import Gateway
-from ollama_ops.gateway.settings import GatewayConfig, check_exposure
+from ollama_ops.gateway.settings import GatewayConfig, check_exposure, check_workers
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
@@ -42,11 +42,6 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
         sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-WORKERS_NEED_STATE = ("--workers above 1 needs shared state (gateway.state: redis://…): each worker would keep its "
-                      "own queue, slots and limit windows, so together they would exceed the upstream's slots and "
-                      "every key's limits")
 
 
 class _Server(uvicorn.Server):
@@ -98,12 +93,14 @@ def _uvicorn_server(config: GatewayConfig, keyring) -> _Server:
 
 
 def serve(config: GatewayConfig, *, on_ready: Callable[[GatewayConfig, int], None] | None = None,
-          workers: int = 1) -> None:
-    """Serve until SIGTERM (returns) or SIGINT (raises Interrupted). With `workers` > 1 (only with shared state,
-    `gateway.state`), that many worker processes share the one listening socket bound here, each a replica of
-    the fleet (slots, limits, revocations in Redis), and this process supervises them."""
-    if workers > 1 and not config.state:
-        raise UsageError(WORKERS_NEED_STATE)
+          workers: int | None = None) -> None:
+    """Serve until SIGTERM (returns) or SIGINT (raises Interrupted). With `workers` (default config.workers) > 1
+    (only with shared state, `gateway.state`), that many worker processes share the one port bound here, each a
+    replica of the fleet (slots, limits, revocations in Redis), and this process supervises them."""
+    if workers is not None:
+        config.workers = workers
+    workers = config.workers
+    check_workers(config)
     keyring = open_keyring(config)
     check_exposure(config, len(keyring))
     # With workers, this socket only holds the port (bound, never listening: it gets no connections); each worker

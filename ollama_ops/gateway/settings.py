@@ -19,6 +19,7 @@ class GatewayConfig:
     listen_port: int = DEFAULT_PORT
     upstream: str = "http://127.0.0.1:11434"
     slots: int = 1
+    workers: int = 1  # processes of `serve --workers N` (above 1 only with `state`)
     auth: str = "auto"  # auto | required | off
     metrics_token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
@@ -98,12 +99,13 @@ def _upstream_url(flag: str | None, configured: str | None, server_host: str) ->
 
 
 def from_settings(settings, *, listen: str | None = None, upstream: str | None = None, slots: int | None = None,
-                  insecure_no_auth: bool = False) -> GatewayConfig:
-    """The GatewayConfig from sollama's Settings and the command's flags."""
+                  workers: int | None = None, insecure_no_auth: bool = False) -> GatewayConfig:
+    """The GatewayConfig from sollama's Settings and the command's flags (`workers`: --workers, else
+    gateway.workers); refuses several workers without shared state (`check_workers`)."""
     gw = settings.gateway
     host, port = parse_listen(listen or gw.listen)
     upstream_url = _upstream_url(upstream, gw.upstream, settings.server.host)
-    return GatewayConfig(
+    config = GatewayConfig(
         listen_host=host, listen_port=port, upstream=upstream_url,
         slots=slots or gw.slots or settings.server.num_parallel or 1, auth=gw.auth,
         metrics_token=gw.metrics_token, cors_origins=list(gw.cors_origins), body_limit=gw.body_limit,
@@ -116,6 +118,9 @@ def from_settings(settings, *, listen: str | None = None, upstream: str | None =
         state=_check_url("state", gw.state, ("redis://", "rediss://", "unix://")),
         store=_check_url("store", gw.store, ("postgresql://", "postgres://")),
         lease_ttl=gw.lease_ttl, poll_interval=gw.poll_interval)
+    config.workers = workers if workers is not None else gw.workers
+    check_workers(config, flag=workers is not None)
+    return config
 
 
 _UPSTREAM = re.compile(r"\s*(\S+)(?:\s+slots\s*=\s*(\d+))?\s*")
@@ -148,6 +153,22 @@ def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | 
     if not value.strip().startswith(schemes):
         raise ConfigError(f"gateway.{name} must start with {' or '.join(schemes)}, got {value.split('@')[-1]!r:.80}")
     return value.strip()
+
+
+WORKERS_NEED_STATE = ("{} above 1 needs shared state (gateway.state: redis://…): each worker would keep its own "
+                      "queue, slots and limit windows, so together they would exceed the upstream's slots and every "
+                      "key's limits")
+
+
+def check_workers(config: GatewayConfig, *, flag: bool = True) -> None:
+    """Several workers need shared state: without it a usage error (exit 2) for --workers, a config error (exit
+    3) for gateway.workers (`flag=False`)."""
+    if config.workers <= 1 or config.state:
+        return
+    if flag:
+        raise UsageError(WORKERS_NEED_STATE.format("--workers"))
+    raise ConfigError(WORKERS_NEED_STATE.format(f"gateway.workers ({config.workers})"),
+                      hint="set gateway.state, or gateway.workers: 1")
 
 
 def check_exposure(config: GatewayConfig, keys: int) -> None:

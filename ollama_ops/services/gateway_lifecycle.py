@@ -88,24 +88,28 @@ class GatewayPlan:
     url: str
     upstream: str
     drain_timeout: float
+    workers: int = 1
 
 
-def plan_gateway(settings: Any, *, listen: str | None = None, config_path: str | None = None) -> GatewayPlan:
-    """The gateway's command from the settings (`gateway.listen` unless `listen`); refuses (exit 3) what `sollama
-    serve` itself would refuse at start (auth off beyond loopback), before anything is spawned."""
+def plan_gateway(settings: Any, *, listen: str | None = None, config_path: str | None = None,
+                 workers: int | None = None) -> GatewayPlan:
+    """The gateway's command from the settings (`gateway.listen` unless `listen`, `gateway.workers` unless
+    `workers`); refuses what `sollama serve` itself would refuse at start (auth off beyond loopback: exit 3;
+    several workers without shared state: exit 2 for `workers`, 3 for gateway.workers), before anything is
+    spawned."""
     from ollama_ops.gateway.compose import open_keyring
     from ollama_ops.gateway.settings import check_exposure, from_settings
 
-    config = from_settings(settings, listen=listen)
+    config = from_settings(settings, listen=listen, workers=workers)
     check_exposure(config, len(open_keyring(config)))
     host = f"[{config.listen_host}]" if ":" in config.listen_host else config.listen_host
     address = f"{host}:{config.listen_port}"
     command = [sys.executable, "-m", "ollama_ops", *(["--config", config_path] if config_path else []), "serve",
-               "--listen", address]
+               "--listen", address, "--workers", str(config.workers)]
     if not config.upstreams:  # one upstream: the one resolved here (--host on `start` included)
         command += ["--upstream", config.upstream]
     return GatewayPlan(command=command, listen=address, url=config.listen_url, upstream=config.upstream,
-                       drain_timeout=config.drain_timeout)
+                       drain_timeout=config.drain_timeout, workers=config.workers)
 
 
 def gateway_spec(plan: GatewayPlan | None = None) -> Managed:
@@ -179,6 +183,20 @@ def running_listen() -> str | None:
     """The listen address of the managed gateway when one runs (verified), else None."""
     record, proc = gateway_record()
     return record.host if record is not None and proc is not None else None
+
+
+def workers_of(cmdline: list[str]) -> int | None:
+    """The `--workers N` a gateway's command line gives, else None."""
+    for flag, value in zip(cmdline, cmdline[1:], strict=False):
+        if flag == "--workers" and value.isdigit():
+            return int(value)
+    return None
+
+
+def running_workers() -> int | None:
+    """The worker count the managed gateway runs with when one runs (verified) and its command says, else None."""
+    record, proc = gateway_record()
+    return workers_of(record.cmdline) if record is not None and proc is not None else None
 
 
 def restart_both(settings: Any, plan: Any, gateway: GatewayPlan | None, *, timeout: float = 10.0,

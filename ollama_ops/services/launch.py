@@ -230,10 +230,12 @@ def _plain(arg: str) -> bool:
     return arg != "" and all(c.isalnum() or c in "-_./=:+," for c in arg)
 
 
-def service_unit(*, user: bool, config_path: str | None = None, watch: bool = False, gateway: bool = False) -> str:
+def service_unit(*, user: bool, config_path: str | None = None, watch: bool = False, gateway: bool = False,
+                 workers: int | None = None) -> str:
     """A systemd unit that runs `sollama start --foreground` (with `watch`: `sollama watch`, the watchdog, after
     the daemon's unit `sollama.service`; its exit 7 on giving up is not restarted by systemd; with `gateway`:
-    `sollama serve`, the API gateway, after `sollama.service`, stopped by SIGTERM with its drain). Paths and
+    `sollama serve [--workers N]`, the API gateway, after `sollama.service`, stopped by SIGTERM with its drain;
+    KillMode=mixed, so the SIGTERM reaches only the supervisor, which forwards it to each worker once). Paths and
     Environment values are quoted and escaped for systemd (spaces, `%`, `$`, quotes, backslashes); a control
     character is a usage error."""
     exe = shutil.which("sollama") or str(Path(sys.executable).with_name("sollama"))
@@ -246,6 +248,8 @@ def service_unit(*, user: bool, config_path: str | None = None, watch: bool = Fa
     if config_path:
         argv += ["--config", _unit_safe("--config", str(Path(config_path).expanduser().resolve()))]
     argv += ["watch"] if watch else ["serve"] if gateway else ["start", "--foreground"]
+    if gateway and workers is not None:
+        argv += ["--workers", str(workers)]
     exec_start = " ".join(a if _plain(a) else _systemd_quoted(a, exec_line=True) for a in argv)
     service = [
         "[Unit]", "Description=Ollama daemon managed by sollama", "After=network-online.target",
@@ -260,6 +264,7 @@ def service_unit(*, user: bool, config_path: str | None = None, watch: bool = Fa
         service[1:3] = ["Description=sollama API gateway (sollama serve) in front of Ollama",
                         "After=network-online.target sollama.service"]
         service.insert(service.index("TimeoutStopSec=30"), "RestartPreventExitStatus=3")  # config invalid
+        service.insert(service.index("KillSignal=SIGTERM"), "KillMode=mixed")
     if not user and os.geteuid() != 0:
         service.append(f"User={_unit_safe('the user name', getpass.getuser())}")
     service += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}", ""]
