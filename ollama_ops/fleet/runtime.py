@@ -84,7 +84,7 @@ class Fleet:
                              poll_interval=config.poll_interval)
         self.retries = 0
         self._tasks: list[asyncio.Task] = []
-        gw.metrics.registry.register(HostCollector(self))
+        gw.metrics.add_collector(HostCollector(self))
 
     async def start(self) -> None:
         await self.pool.start()

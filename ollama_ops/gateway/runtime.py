@@ -43,7 +43,7 @@ class Gateway:
             slots = sum(s for _, s in config.upstreams) if config.upstreams else config.slots
         self.admission = Admission(slots, config.queue_depth, config.max_wait)
         self.metrics = Metrics(queue_depth=lambda: self.admission.queued, in_flight=lambda: self.admission.in_flight,
-                               slots=self.slots_by_upstream)
+                               slots=self.slots_by_upstream, multiprocess_dir=config.metrics_dir)
         self.dispatch: Dispatcher = (dispatcher or _single_host)(self)
         self._usage_sink = usage_sink or (lambda c: UsageSink(c.usage_db))
         self.access_log: AccessLog | None = None
@@ -65,6 +65,7 @@ class Gateway:
         self.access_log = AccessLog(self.config.access_log_path, max_bytes=self.config.access_log_bytes)
         self.usage = self._usage_sink(self.config)
         await self.dispatch.start()
+        self.metrics.start()  # with workers: this worker's gauges into the shared files (metrics.py)
 
     def begin_drain(self) -> int:
         """SIGTERM: refuse new and queued requests with 503; in-flight ones go on."""
@@ -93,6 +94,7 @@ class Gateway:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
+        self.metrics.stop()
         await self.dispatch.stop()
         await self.limiter.close()
         if self.usage is not None:

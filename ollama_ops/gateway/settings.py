@@ -37,6 +37,7 @@ class GatewayConfig:
     access_log_path: Path | None = None
     access_log_bytes: int = 10 * 1024 * 1024
     usage_db: Path | None = None  # None = the history database
+    metrics_dir: Path | None = None  # `serve --workers N`: the workers' prometheus files (set by the supervisor)
     # the fleet (ollama_ops/fleet): several hosts, shared state for several replicas
     upstreams: list[tuple[str, int]] = field(default_factory=list)  # (base URL, slots); empty = `upstream`
     state: str | None = None  # redis://… ; None = in-process

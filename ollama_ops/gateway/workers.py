@@ -11,19 +11,28 @@ The parent supervises: SIGTERM or SIGINT is forwarded once to every worker (each
 a worker that exits on its own stops the others (the parent then fails with its exit code), and workers left
 running past the drain timeout are killed. Workers run in their own process group, so a Ctrl-C on the terminal
 reaches them once, through the parent; a worker whose parent is gone stops itself.
+
+`/metrics` shows the whole gateway, whichever worker answers: the workers keep their metrics in
+prometheus_client's multiprocess files (gateway/metrics.py) in a private directory (0700) under the state dir,
+`gateway-metrics/<host>_<port>`, which the parent empties before the workers start and removes when they are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
+import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from ollama_ops import paths
 from ollama_ops.errors import SollamaError
 from ollama_ops.gateway.settings import GatewayConfig
 
@@ -40,6 +49,38 @@ def _watch_parent(parent: int) -> None:
 
 Worker = Callable[[GatewayConfig, Callable[[], None]], list[int]]
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir(config: GatewayConfig) -> Path:
+    """The workers' prometheus files for this listen address (one gateway per address at a time: it is bound)."""
+    name = re.sub(r"[^A-Za-z0-9.-]", "_", f"{config.listen_host}_{config.listen_port}")
+    return paths.state_dir() / "gateway-metrics" / name
+
+
+@contextlib.contextmanager
+def shared_metrics(config: GatewayConfig) -> Iterator[Path]:
+    """A fresh private directory for the workers' metric files, named in the environment the workers are spawned
+    with (prometheus_client reads it when imported) and in `config.metrics_dir`; removed afterwards."""
+    path = metrics_dir(config)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)  # files of an earlier run that was killed
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o700)
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(path)
+    config.metrics_dir = path
+    try:
+        yield path
+    finally:
+        config.metrics_dir = None
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
 
 def _worker_main(worker: Worker, config: GatewayConfig, parent: int, listening: Any) -> None:
     os.setpgid(0, 0)
@@ -54,7 +95,12 @@ def supervise(config: GatewayConfig, workers: int, worker: Worker, *,
     it calls its second argument once its socket listens) on config's listen address until a signal stops them;
     returns the signals received. `on_ready` runs once every worker listens, so no connection made after it lands
     on a port with only some of them. Raises SollamaError when a worker exits on its own or does not listen within
-    LISTEN_TIMEOUT (the others are stopped first)."""
+    LISTEN_TIMEOUT (the others are stopped first). The workers share one metrics directory (`shared_metrics`)."""
+    with shared_metrics(config):
+        return _supervise(config, workers, worker, on_ready)
+
+
+def _supervise(config: GatewayConfig, workers: int, worker: Worker, on_ready: Callable[[], Any] | None) -> list[int]:
     ctx = multiprocessing.get_context("spawn")
     received: list[int] = []
 
