@@ -129,7 +129,7 @@ def test_doctor_json_against_the_real_daemon(sollama, ollama):
     assert checks["port"]["detail"].endswith(f"pid {ollama.pid})")
     assert checks["config"]["status"] == PASS and checks["exposure"]["status"] == PASS
     assert [c["name"] for c in report["checks"]] == ["binary", "port", "home", "models dir", "memory", "gpu",
-                                                     "config", "pid file", "sollama dirs", "exposure"]
+                                                     "config", "pid file", "gateway", "sollama dirs", "exposure"]
 
 
 def test_doctor_names_a_foreign_process_on_the_port(sollama):

@@ -270,7 +270,8 @@ def cleanup(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
     = False,
-    stop_daemon: Annotated[bool, typer.Option("--stop", help="Also stop the daemon sollama started.")] = False,
+    stop_daemon: Annotated[bool, typer.Option("--stop", help="Also stop the gateway and the daemon sollama started "
+                                                             "(the gateway first).")] = False,
     older_than: Annotated[str | None, typer.Option("--older-than", metavar="AGE",
                                                    help="Prune bench history older than AGE (30d, 2w, 12h).")]
     = None,
@@ -279,9 +280,9 @@ def cleanup(
     timeout: Annotated[float, StopTimeoutOption] = 10.0,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Free what the daemon left behind: unload models, optionally stop it, remove stale pid/lock files,
-    rotate big logs, prune old bench history, and terminate orphaned runner processes. Shows the plan, asks,
-    then does it.
+    """Free what the daemon left behind: unload models, optionally stop it (and, first, the gateway sollama
+    started), remove stale pid/lock files, rotate big logs, prune old bench history, and terminate orphaned runner
+    processes. Shows the plan, asks, then does it.
 
     Example: [bold]sollama cleanup --stop --older-than 30d --yes[/bold]
     """

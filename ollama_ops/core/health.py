@@ -144,6 +144,25 @@ def check_pidfile(present: bool, verified_pid: int | None, why_stale: str | None
                  "remove it with `sollama stop` (or `sollama cleanup`)")
 
 
+def check_gateway_record(present: bool, verified_pid: int | None, address: str | None, why_stale: str | None,
+                         answer: str | None = None) -> Check:
+    """The managed gateway's pid record (`start --gateway`): none (fine: no gateway is needed), a verified running
+    gateway (with `answer`: "ready", "up" = its upstream is not ready, else it does not answer), or stale."""
+    if not present:
+        return Check("gateway", PASS, "none (no gateway started by sollama)")
+    if verified_pid is None:
+        return Check("gateway", WARN, f"stale pid record: {why_stale or 'the recorded process is gone'}",
+                     "remove it with `sollama stop` (or `sollama cleanup`); nothing is signalled")
+    where = f"started by sollama (pid {verified_pid}, verified) at {address}"
+    if answer == "ready":
+        return Check("gateway", PASS, f"{where}, ready")
+    if answer == "up":
+        return Check("gateway", WARN, f"{where}: answers, but its upstream is not ready",
+                     "see `sollama status` and `sollama logs`")
+    return Check("gateway", WARN, f"{where}, but it does not answer there",
+                 "see `sollama logs --gateway` and its process log; `sollama restart` restarts it")
+
+
 def check_exposure(host: str, loopback: bool, listener_address: str | None = None) -> Check:
     """Warn when Ollama is (or would be) reachable beyond loopback: it has no authentication of its own."""
     open_listener = listener_address not in (None, "") and not _is_loopback_ip(listener_address or "")

@@ -1,6 +1,7 @@
 """`sollama cleanup`: plan what can be freed, then do it, each step reporting what it freed.
 
-Steps, in order: unload loaded models; stop the daemon (only when asked); remove stale pid/lock files; rotate
+Steps, in order: stop the managed gateway (`start --gateway`; only when asked, before the daemon, so it drains
+first); unload loaded models; stop the daemon (only when asked); remove stale pid/lock files; rotate
 daemon logs over `logging.max_log_bytes`; prune bench history older than a cut-off; terminate orphaned Ollama
 runner processes whose server is gone. The plan carries what was seen (pid + creation time + command line for
 processes), and doing re-verifies it, so nothing changed in between is touched.
@@ -122,6 +123,22 @@ def _plan_stop(stop: bool, record: pf.PidRecord | None) -> CleanupStep:
     return step
 
 
+def _plan_stop_gateway(stop: bool) -> CleanupStep:
+    step = CleanupStep("stop-gateway", "stop the gateway sollama started (before the daemon)")
+    if not stop:
+        step.skipped = "not asked (--stop)"
+        return step
+    record, proc = _gateway_record()
+    if proc is None or record is None:  # a stale record is the stale-files step's
+        step.skipped = "no gateway started by sollama is running"
+        return step
+    step.targets = [f"sollama serve (pid {record.pid}) at {record.base_url}"]
+    step.bytes = _tree_rss(proc)  # its workers too
+    step.count = 1
+    step.details = [(record.pid, record.create_time)]
+    return step
+
+
 def _plan_stale_files(stopping: bool, record: pf.PidRecord | None) -> CleanupStep:
     step = CleanupStep("stale-files", "remove stale pid and lock files")
     running = pf.verify(record) is not None
@@ -231,8 +248,8 @@ def plan_cleanup(settings: Any, *, stop: bool = False, older_than: float | None 
                  dry_run: bool = False) -> CleanupPlan:
     """What cleanup would do now; changes nothing."""
     record = pf.read_pidfile()  # one reading for every step, so the steps agree
-    steps = [_plan_unload(settings), _plan_stop(stop, record), _plan_stale_files(stop, record),
-             _plan_rotate(settings.logging.max_log_bytes), _plan_prune(older_than)]
+    steps = [_plan_stop_gateway(stop), _plan_unload(settings), _plan_stop(stop, record),
+             _plan_stale_files(stop, record), _plan_rotate(settings.logging.max_log_bytes), _plan_prune(older_than)]
     if orphans:
         steps.append(_plan_orphans(settings, record))
     else:
@@ -263,6 +280,16 @@ def _do_stop(settings: Any, step: CleanupStep, timeout: float) -> StepOutcome:
         return StepOutcome("stop", True, f"stopped pid {result.pid} ({result.how}), about "
                            f"{format_bytes(step.bytes)}", step.bytes, 1)
     return StepOutcome("stop", True, f"nothing to stop ({result.status})", 0, 0)
+
+
+def _do_stop_gateway(settings: Any, step: CleanupStep, timeout: float) -> StepOutcome:
+    from ollama_ops.services.gateway_lifecycle import stop_gateway
+
+    result = stop_gateway(settings, timeout=timeout, expect=step.details[0])
+    if result.status == "stopped":
+        return StepOutcome("stop-gateway", True, f"stopped the gateway, pid {result.pid} ({result.how}), about "
+                           f"{format_bytes(step.bytes)}", step.bytes, 1)
+    return StepOutcome("stop-gateway", True, f"nothing to stop ({'; '.join(result.notes) or result.status})", 0, 0)
 
 
 def _do_stale(step: CleanupStep) -> StepOutcome:
@@ -337,7 +364,9 @@ def run_cleanup(settings: Any, plan: CleanupPlan, *, timeout: float = 10.0) -> C
     outcomes = []
     for step in plan.todo:
         try:
-            if step.name == "unload":
+            if step.name == "stop-gateway":
+                outcome = _do_stop_gateway(settings, step, timeout)
+            elif step.name == "unload":
                 outcome = _do_unload(settings, step)
             elif step.name == "stop":
                 outcome = _do_stop(settings, step, timeout)

@@ -115,6 +115,20 @@ def _pidfile_check() -> Check:
     return health.check_pidfile(True, proc.pid if proc else None, None if proc else process.why_stale(record))
 
 
+def _gateway_check() -> Check:
+    """The managed gateway's record: absent, running and verified (and whether it answers), or stale."""
+    from ollama_ops.edges import process
+    from ollama_ops.services import gateway_lifecycle as gl
+
+    record, proc = gl.gateway_record()
+    if record is None:
+        return health.check_gateway_record(False, None, None, None)
+    if proc is None:
+        return health.check_gateway_record(True, None, record.base_url, process.why_stale(record))
+    answer = gl.probe(record.base_url) if record.base_url else None
+    return health.check_gateway_record(True, proc.pid, record.base_url, None, answer)
+
+
 def run_doctor(config_path: str | None, host: str | None) -> DoctorReport:
     """Run every check; never raises for what it finds (a bad config is a failed check, not exit 3)."""
     from ollama_ops.edges import system
@@ -163,6 +177,7 @@ def run_doctor(config_path: str | None, host: str | None) -> DoctorReport:
     config_file = str(settings.config_file) if settings.config_file else None
     checks.append(health.check_config(config_error, config_file))
     checks.append(_pidfile_check())
+    checks.append(_gateway_check())
     checks.append(health.check_sollama_dirs([(what, str(path), system.unwritable_reason(path)) for what, path in
                                              (("state dir", paths.state_dir()), ("data dir", paths.data_dir()))]))
     ours = listener is not None and (is_ollama or answers)

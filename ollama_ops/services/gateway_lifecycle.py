@@ -56,7 +56,7 @@ def is_gateway_cmdline(cmdline: list[str]) -> bool:
     return any(os.path.basename(arg) == "sollama" or arg == "ollama_ops" for arg in head)
 
 
-def _probe(base_url: str) -> str:
+def probe(base_url: str) -> str:
     """READY (/healthz answers as a gateway and /readyz 200), UP (/healthz only), NONE or OTHER."""
     import httpx
 
@@ -118,7 +118,7 @@ def gateway_spec(plan: GatewayPlan | None = None) -> Managed:
     url = plan.url if plan else address.base_url
     return Managed(name="sollama serve", pidfile=pidfile_path(), lock=lock_path(),
                    command=plan.command if plan else [], env=dict(os.environ), log=process_log_path(),
-                   address=address, probe=lambda: _probe(url), accepts=is_gateway_cmdline, kind="a sollama gateway",
+                   address=address, probe=lambda: probe(url), accepts=is_gateway_cmdline, kind="a sollama gateway",
                    address_hint="choose another with --listen HOST:PORT (or gateway.listen)",
                    not_ready=lambda: f"answers /healthz, but /readyz says its upstream "
                                      f"{plan.upstream if plan else ''} is not ready")
@@ -147,12 +147,19 @@ def gateway_record() -> tuple[pf.PidRecord | None, Any]:
     return verified(gateway_spec())
 
 
-def stop_gateway(settings: Any, *, timeout: float = 10.0) -> StopResult:
+def stop_gateway(settings: Any, *, timeout: float = 10.0, expect: tuple[int, float] | None = None) -> StopResult:
     """SIGTERM the verified gateway and give it gateway.drain_timeout (+5 s) to drain before SIGKILL (never less
-    than `timeout`). A stale record is removed; nothing is signalled on its word."""
+    than `timeout`). A stale record is removed; nothing is signalled on its word. `expect` (pid, creation time):
+    stop it only if it is still that process (a plan made earlier saw it; another one started since is kept)."""
     drain = float(getattr(settings.gateway, "drain_timeout", 30.0) or 0.0)
     wait = max(timeout, drain + STOP_GRACE)
-    return stop_managed(gateway_spec(), timeout=wait, lock_timeout=wait)
+
+    def leave_alone(record: pf.PidRecord) -> list[str] | None:
+        if expect is None or (record.pid, record.create_time) == expect:
+            return None
+        return [f"the gateway changed since the plan (now pid {record.pid}); left it running"]
+
+    return stop_managed(gateway_spec(), timeout=wait, lock_timeout=wait, leave_alone=leave_alone)
 
 
 # -- the daemon and the gateway together (`start --gateway`, `stop`, `restart`) ---------------------------------
