@@ -280,9 +280,11 @@ def cleanup(
     timeout: Annotated[float, StopTimeoutOption] = 10.0,
     json: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Free what the daemon left behind: unload models, optionally stop it (and, first, the gateway sollama
-    started), remove stale pid/lock files, rotate big logs, prune old bench history, and terminate orphaned runner
-    processes. Shows the plan, asks, then does it.
+    """Free what the daemon left behind: unload models, optionally stop it, remove stale pid/lock files,
+    rotate big logs, prune old bench history, and terminate orphaned runner processes. Shows the plan, asks,
+    then does it.
+
+    --stop also stops the gateway sollama started (`start --gateway`), before the daemon.
 
     Example: [bold]sollama cleanup --stop --older-than 30d --yes[/bold]
     """
