@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -152,3 +153,41 @@ def test_start_gateway_with_two_workers_runs_them_and_stop_ends_all(sollama, man
     pids = {e["pid"] for e in entries if e["route"] == "/api/generate"}
     assert pids == set(workers)  # both workers answered
     assert not gl.pidfile_path().exists()
+
+
+@pytest.mark.ollama
+def test_start_gateway_workers_on_the_real_daemon_and_restart_keeps_them(sollama, managed, monkeypatch, tmp_path,
+                                                                         request, redis_url):
+    """The real CLI: `start --gateway --workers 2` in front of the real daemon, `restart` keeps two workers,
+    `stop` ends the gateway, its workers and the daemon."""
+    from tests.lifecycle_helpers import real_daemon_host
+
+    daemon = real_daemon_host(monkeypatch, tmp_path, request)
+    host = next(daemon)
+    try:
+        monkeypatch.setenv("SOLLAMA_GATEWAY_STATE", redis_url)
+        port = free_port()
+        started = sollama("start", "--gateway", "--workers", "2", "--listen", f"127.0.0.1:{port}", "--json")
+        assert started.exit_code == 0, started.output
+        first = json.loads(started.stdout)["gateway"]
+        assert first["status"] == "started" and first["command"][-4:] == ["--workers", "2", "--upstream",
+                                                                          f"http://{host}"]
+        assert len(_workers_of(first["pid"])) == 2
+        through = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=10)
+        assert through.status_code == 200 and "version" in through.json()
+
+        restarted = sollama("restart", "--json")
+        assert restarted.exit_code == 0, restarted.output
+        second = json.loads(restarted.stdout)["start"]["gateway"]
+        assert second["status"] == "started" and second["pid"] != first["pid"]
+        assert gl.workers_of(second["command"]) == 2 and len(_workers_of(second["pid"])) == 2
+
+        workers = _workers_of(second["pid"])
+        stopped = sollama("stop", "--json")
+        assert stopped.exit_code == 0, stopped.output
+        result = json.loads(stopped.stdout)
+        assert result["gateway"]["status"] == "stopped" and result["status"] == "stopped"
+        assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+                   for p in [second["pid"], *workers])
+    finally:
+        next(daemon, None)
