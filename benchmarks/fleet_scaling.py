@@ -261,7 +261,7 @@ class _Unbatched:
 
 
 def decisions(args, redis_url: str) -> float:
-    import uvloop  # the gateway runs on uvloop (uvicorn loop="uvloop"), so the figure does too
+    import uvloop  # the gateway runs on uvloop, so the figure does too
 
     print(f"  load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     done, wall, per_trip = uvloop.run(_decisions(redis_url, args.seconds, 32, cycle=False))

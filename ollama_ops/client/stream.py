@@ -18,6 +18,7 @@ Importing this module imports aiohttp (~290 ms), so only code paths that stream 
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -148,24 +149,27 @@ class StreamSession:
         return self._session
 
     async def open(self, method: str, path: str, *, body: Body = None, json: Any = None,
-                   headers: Mapping[str, str] | None = None, total: float | None = None) -> RawResponse:
+                   headers: Mapping[str, str] | None = None, total: float | None = None,
+                   head_timeout: float | None = None) -> RawResponse:
         """Send one request; returns once the answer's head came (any status). `body` is bytes or an async
         iterable of bytes (streamed up); `json` an object to send as JSON. `total` bounds the whole exchange,
-        body included. Raises ServerUnreachable / RequestTimeout / ServerError (module docstring)."""
+        body included; `head_timeout` the wait for the answer's head once the request is sent. Raises
+        ServerUnreachable / RequestTimeout / ServerError (module docstring)."""
         wire = self._wire
         if wire is not None and method != "HEAD" and (body is None or isinstance(body, bytes | bytearray)):
             if json is not None:
                 body = jsonlib.dumps(json).encode()
                 headers = {"Content-Type": "application/json", **(headers or {})}
-            return await wire.open(method, self._prefix + path, body, headers, total)
+            return await wire.open(method, self._prefix + path, body, headers, total, head_timeout)
         session = self._session or self._open_session()
         extra: dict[str, Any] = {}
         if total is not None:
             read = self.read_timeout if self.read_timeout is None else min(self.read_timeout, total)
             extra["timeout"] = aiohttp.ClientTimeout(total=total, sock_connect=self.connect_timeout, sock_read=read)
         try:
-            resp = await session.request(method, self.base_url + path, data=body, json=json, headers=headers,
-                                         allow_redirects=False, compress=False, **extra)
+            async with asyncio.timeout(head_timeout):
+                resp = await session.request(method, self.base_url + path, data=body, json=json, headers=headers,
+                                             allow_redirects=False, compress=False, **extra)
         except _CONNECT_ERRORS as exc:
             raise unreachable(self.base_url, exc) from exc
         except TimeoutError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httptools
@@ -46,6 +47,7 @@ class WireConn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.busy = False
+        self.sink: Callable[[bytes, bool], bool] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -54,6 +56,7 @@ class WireConn(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
+        self.held = False  # reading stopped because the sink is full
         self.headers = Headers()
         self.status = 0
         self.complete = False
@@ -62,6 +65,7 @@ class WireConn(asyncio.Protocol):
         self.received = False  # any byte of this exchange's answer
         self.rx = 0.0  # loop time of the last bytes received
         self.timer: asyncio.TimerHandle | None = None
+        self.head_by: float | None = None  # loop time by which the answer's head must have come
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,6 +83,8 @@ class WireConn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ServerError(f"the upstream's answer is not valid HTTP ({exc})"))
             self.close()
+        if self.sink is not None and self.chunks:
+            self.deliver()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -102,6 +108,8 @@ class WireConn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        if self.sink is not None:
+            return  # data_received hands it over once the parser is done with this read
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -130,11 +138,12 @@ class WireConn(asyncio.Protocol):
             head.set_exception(exc)
         self._wake()
 
-    def start(self, request: bytes, read_timeout: float | None, deadline: float | None) -> asyncio.Future[int]:
+    def start(self, request: bytes, read_timeout: float | None, deadline: float | None,
+              head_by: float | None = None) -> asyncio.Future[int]:
         self._reset()
         self.busy = True
         self.head = self.loop.create_future()
-        self.read_timeout, self.deadline = read_timeout, deadline
+        self.read_timeout, self.deadline, self.head_by = read_timeout, deadline, head_by
         self.rx = self.loop.time()
         self._arm()
         assert self.transport is not None
@@ -147,6 +156,8 @@ class WireConn(asyncio.Protocol):
             at = self.rx + self.read_timeout
         if self.deadline is not None:
             at = self.deadline if at is None else min(at, self.deadline)
+        if self.head_by is not None and not self.status:
+            at = self.head_by if at is None else min(at, self.head_by)
         self.timer = None if at is None else self.loop.call_at(at, self._check_timeout)
 
     def _check_timeout(self) -> None:
@@ -155,12 +166,35 @@ class WireConn(asyncio.Protocol):
             return
         now = self.loop.time()
         past_deadline = self.deadline is not None and now >= self.deadline
-        if past_deadline or (self.read_timeout is not None and now - self.rx >= self.read_timeout):
-            self._fail(RequestTimeout("no byte from the upstream in time" if not past_deadline else
-                                      "the exchange ran past its total timeout"))
+        no_head = self.head_by is not None and not self.status and now >= self.head_by
+        if past_deadline or no_head or (self.read_timeout is not None and now - self.rx >= self.read_timeout):
+            self._fail(RequestTimeout("the exchange ran past its total timeout" if past_deadline else
+                                      "no answer head from the upstream in time" if no_head else
+                                      "no byte from the upstream in time"))
             self.close()
             return
         self._arm()  # bytes came meanwhile: wait again from the last of them
+
+    def deliver(self) -> None:
+        """Hand what was read to the sink, at once, from the read callback (`WireResponse.pipe`), saying whether it
+        is the end of the body."""
+        chunks, sink = self.chunks, self.sink
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        try:
+            more = sink(data, self.complete and self.exc is None)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the sink refused the bytes: the exchange fails with its error
+            self.sink = None
+            self._fail(exc)
+            return
+        if not more and not self.held and self.transport is not None:
+            self.held = True
+            self.transport.pause_reading()
+            self._wake()
 
     async def next_chunk(self) -> bytes | None:
         """The next body chunk, None at the end; raises the exchange's error."""
@@ -190,7 +224,7 @@ class WireConn(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         reusable = (self.complete and self.exc is None and not self.closed and not self.chunks
-                    and self.keep_alive)
+                    and not self.held and self.keep_alive)
         if not reusable:
             self.close()
         return reusable
@@ -231,6 +265,34 @@ class WireResponse:
         parts = [chunk async for chunk in self]
         return b"".join(parts)
 
+    async def pipe(self, sink: Callable[[bytes, bool], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Hand the body to `sink(data, last)` as it arrives, from the socket's read callback (no task wake-up per
+        chunk), until its end; `last` is True when these bytes end the body (a body whose end comes alone gets
+        no call for it). `sink` returning False stops reading until `drain()` returns. Raises the exchange's
+        error, or the sink's."""
+        conn = self._conn
+        if conn is None:
+            return
+        conn.sink = sink
+        try:
+            while True:
+                if conn.chunks and conn.exc is None:
+                    conn.deliver()  # what came with the head, before the sink was set
+                if conn.exc is not None:
+                    raise conn.exc
+                if conn.complete:
+                    return
+                if conn.held:
+                    await drain()
+                    conn.held = False
+                    if not conn.closed and conn.transport is not None:
+                        conn.transport.resume_reading()
+                    continue
+                waiter = conn.waiter = conn.loop.create_future()
+                await waiter
+        finally:
+            conn.sink = None
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and conn.finish():
@@ -270,7 +332,7 @@ class WirePool:
         return conn, False
 
     async def open(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None,
-                   total: float | None) -> WireResponse:
+                   total: float | None, head_timeout: float | None = None) -> WireResponse:
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         head = (f"{method} {path} HTTP/1.1\r\nHost: {self.netloc}\r\n{self._fixed}{extra}"
                 f"Content-Length: {len(body) if body else 0}\r\n\r\n").encode("latin-1")
@@ -278,8 +340,9 @@ class WirePool:
         for attempt in (1, 2):
             conn, reused = await self._connection()
             loop = conn.loop
-            deadline = None if total is None else loop.time() + total
-            fut = conn.start(request, self.read_timeout, deadline)
+            now = loop.time()
+            fut = conn.start(request, self.read_timeout, None if total is None else now + total,
+                             None if head_timeout is None else now + head_timeout)
             try:
                 await fut
             except ServerError:

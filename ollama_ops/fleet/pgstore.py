@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import fields
@@ -27,10 +25,10 @@ from ollama_ops.core.gateway.keys import KeyRecord, hash_secret, new_secret, val
 from ollama_ops.edges.store import UsageRow
 from ollama_ops.errors import ConfigError, SollamaError, UsageError
 from ollama_ops.gateway.keystore import KeyView
+from ollama_ops.gateway.usage import BatchSink
 
 _KEY_COLUMNS = tuple(f.name for f in fields(KeyRecord))
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
-_STOP = object()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sollama_keys (
@@ -198,68 +196,38 @@ def _insert_usage(conn, rows: list[UsageRow]) -> None:
         cur.executemany(_INSERT_USAGE, values)
 
 
-class PgUsageSink:
-    """The usage sink on PostgreSQL (the same interface as the SQLite `UsageSink`: add, close, written,
-    failed, last_error). Rows that cannot be written are counted in `failed`, never retried forever."""
+class PgUsageSink(BatchSink):
+    """The usage sink on PostgreSQL (the SQLite `UsageSink`'s interface and thread: `gateway.usage.BatchSink`).
+    A batch that cannot be written is counted in `failed`; the next one connects afresh."""
+
+    thread_name = "sollama-usage-pg"
 
     def __init__(self, dsn: str, *, batch: int = 256, interval: float = 0.5) -> None:
-        self.dsn, self.batch, self.interval = dsn, batch, interval
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.written = 0
-        self.failed = 0
-        self.batches = 0
-        self.last_error: str | None = None
+        self.dsn = dsn
+        self._conn: Any = None
         ensure_schema(dsn)
-        self._thread = threading.Thread(target=self._run, name="sollama-usage-pg", daemon=True)
-        self._thread.start()
-
-    def add(self, row: UsageRow) -> None:
-        self._queue.put(row)
+        super().__init__(batch=batch, interval=interval)
 
     def _write(self, conn, rows: list[UsageRow]) -> None:
         _insert_usage(conn, rows)
         self.written += len(rows)
         self.batches += 1
 
-    def _run(self) -> None:
-        conn = None
-        stopping = False
-        while not stopping:
-            try:
-                item = self._queue.get(timeout=self.interval)
-            except queue.Empty:
-                continue
-            rows: list[UsageRow] = []
-            while True:
-                if item is _STOP:
-                    stopping = True
-                    break
-                rows.append(item)  # type: ignore[arg-type]
-                if len(rows) >= self.batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if not rows:
-                continue
-            try:
-                if conn is None or conn.closed:
-                    conn = _connect(self.dsn, autocommit=True)
-                self._write(conn, rows)
-            except Exception as exc:  # the store is away: count the batch as lost, try afresh next time
-                self.failed += len(rows)
-                self.last_error = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
+    def _write_rows(self, rows: list[UsageRow]) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = _connect(self.dsn, autocommit=True)
+            self._write(self._conn, rows)
+        except Exception as exc:  # the store is away: count the batch as lost, try afresh next time
+            self.failed += len(rows)
+            self.last_error = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued, then stop."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def usage_rows(dsn: str, since: float | None = None, model: str | None = None) -> list[UsageRow]:

@@ -34,11 +34,13 @@ class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
 
 
 class _JsonFormatter(logging.Formatter):
-    """One JSON line per entry; a record may carry a batch of entries (a list), written as that many lines."""
+    """One JSON line per entry; a record may carry a batch of entries (a list), written as that many lines. An
+    entry is a dict, or a line already encoded (str)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entries = record.msg if isinstance(record.msg, list) else [record.msg]
-        return "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=True) for e in entries)
+        return "\n".join(e if isinstance(e, str) else json.dumps(e, separators=(",", ":"), ensure_ascii=True)
+                         for e in entries)
 
 
 class AccessLog:
@@ -52,7 +54,7 @@ class AccessLog:
         self._handler = handler
         self._listener.start()
 
-    def write(self, entry: dict | list[dict]) -> None:
+    def write(self, entry: dict | str | list) -> None:
         """Queue one entry, or a batch (one hand-over to the writer thread for many requests)."""
         record = logging.LogRecord("sollama.gateway", logging.INFO, "", 0, entry, None, None)
         self._queue.put(record)

@@ -5,7 +5,6 @@ reference at /docs, which also lists the proxied routes from the allow-list), an
 from __future__ import annotations
 
 import time
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,15 +18,7 @@ from ollama_ops.gateway.runtime import Gateway
 
 
 def _ops_app(gw: Gateway) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        await gw.start()
-        try:
-            yield
-        finally:
-            await gw.stop()
-
-    app = FastAPI(title="sollama gateway", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="sollama gateway", version=__version__,
                   description="Ollama's API behind API keys, limits, a fair queue, metrics and usage. "
                               "Send keys as `Authorization: Bearer …` or `X-API-Key`.")
 
@@ -96,7 +87,8 @@ def _ops_app(gw: Gateway) -> FastAPI:
 
 
 class GatewayApp:
-    """/api/* and /v1/* go to the proxy; everything else (and the lifespan) to the FastAPI app."""
+    """/api/* and /v1/* go to the proxy; everything else to the FastAPI app (the server runs the gateway's start and
+    stop itself: no ASGI lifespan)."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw

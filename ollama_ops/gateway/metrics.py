@@ -117,6 +117,10 @@ class Metrics:
             self.scrape = CollectorRegistry(auto_describe=False)
             MultiProcessCollector(self.scrape, str(multiprocess_dir))
         self.add_collector(_SlotsCollector(slots))
+        # labelled children, looked up once: `labels()` validates and locks on every call
+        self._requests: dict[tuple[str, str, str, str], Any] = {}
+        self._tokens: dict[tuple[str, str, str], Any] = {}
+        self._by_route: dict[str, tuple[Any, Any]] = {}
 
     def add_collector(self, collector: Any) -> None:
         """A collector read at scrape time (in multiprocess mode: its gauges from the answering worker, its counters
@@ -172,6 +176,30 @@ class Metrics:
             if sample.value > seen:
                 child.inc(sample.value - seen)
                 self._mirrored[(family.name, values)] = sample.value
+
+    def request_done(self, key: str, model: str, route: str, code: str, duration_s: float, ttft_s: float | None,
+                     prompt_tokens: int, output_tokens: int) -> None:
+        """Count one finished request: its code, duration, TTFT and tokens."""
+        child = self._requests.get((key, model, route, code))
+        if child is None:
+            child = self._requests[(key, model, route, code)] = self.requests.labels(key, model, route, code)
+        child.inc()
+        timing = self._by_route.get(route)
+        if timing is None:
+            timing = self._by_route[route] = (self.duration.labels(route), self.ttft.labels(route))
+        timing[0].observe(duration_s)
+        if ttft_s is not None:
+            timing[1].observe(ttft_s)
+        if prompt_tokens:
+            self._token_child(key, model, "prompt").inc(prompt_tokens)
+        if output_tokens:
+            self._token_child(key, model, "output").inc(output_tokens)
+
+    def _token_child(self, key: str, model: str, kind: str) -> Any:
+        child = self._tokens.get((key, model, kind))
+        if child is None:
+            child = self._tokens[(key, model, kind)] = self.tokens.labels(key, model, kind)
+        return child
 
     def render(self) -> bytes:
         """The exposition text: this process's metrics, or with workers the whole gateway's."""

@@ -24,12 +24,14 @@ from ollama_ops.errors import LocalLimit, RequestTimeout, ServerUnreachable, Sol
 from ollama_ops.gateway.admission import Draining, QueueFull, Refused
 from ollama_ops.gateway.exchange import Exchange, send_error, send_whole
 from ollama_ops.gateway.exchange import header as _header
+from ollama_ops.gateway.httpd import scope_extension
 
 if TYPE_CHECKING:
     from ollama_ops.client.stream import RawResponse
     from ollama_ops.gateway.runtime import Gateway
 
 _TAIL = 4096
+_PASSED = ((b"content-type", "Content-Type"), (b"accept", "Accept"))  # request headers sent on upstream
 
 
 class _Malformed(Exception):
@@ -86,15 +88,17 @@ async def _stream_body(receive):
             return
 
 
-async def _watch(receive, ex: Exchange, task: asyncio.Task) -> None:
-    """Wait for the caller to disconnect; then cancel the request's task (unless its response is complete)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not ex.finished:
-                ex.gone = True
-                task.cancel()
-            return
+def _cancel_when_gone(scope: dict, ex: Exchange, task: asyncio.Task | None) -> None:
+    """When the caller disconnects, cancel the request's task (unless its response is complete): out of the
+    queue at once, or the upstream request closed at once. The server calls back (`sollama.on_disconnect`), so
+    no task per request waits on `receive()` for it."""
+
+    def gone() -> None:
+        if not ex.finished and task is not None:
+            ex.gone = True
+            task.cancel()
+
+    scope_extension(scope, "sollama.on_disconnect")(gone)
 
 
 async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -> None:
@@ -158,7 +162,8 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
         leased = True
         if verdict is not None:
             extra = [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()]
-    watcher = None if upload else asyncio.ensure_future(_watch(receive, ex, task))
+    if not upload:
+        _cancel_when_gone(scope, ex, task)
 
     async def attempt(upstream, retry_ok: bool) -> str | None:
         # a streamed upload cannot be sent twice: its failure is the answer
@@ -186,8 +191,6 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
         elif not (route.kind is Kind.LIST and await _merged_listing(gw, ex, found, send, key)):
             await gw.dispatch.forward_any(ex, send, attempt)
     finally:
-        if watcher is not None:
-            watcher.cancel()
         if leased and key is not None:  # a lease is taken only for a key with limits
             gw.limiter.release(key)
             gw.limiter.charge(key, ex.prompt_tokens + ex.output_tokens)
@@ -201,14 +204,14 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
     returned as its kind ("refused", "first-byte-timeout", "reset", "502", "503") with nothing sent, so the
     fleet can try another host; otherwise it becomes the error response. None: the exchange is done."""
     headers = {"X-Request-ID": ex.request_id}
-    for name in (b"content-type", b"accept"):
+    for name, title in _PASSED:
         value = _header(scope, name)
         if value is not None:
-            headers[name.decode().title()] = value
+            headers[title] = value
     route = found.route
-    try:
-        async with asyncio.timeout(gw.config.first_byte_timeout):
-            resp = await upstream.open(route.method, found.path, body=body if body else None, headers=headers)
+    try:  # the head's wait is timed by the transport (no timer of our own per request)
+        resp = await upstream.open(route.method, found.path, body=body if body else None, headers=headers,
+                                   head_timeout=gw.config.first_byte_timeout)
     except (TimeoutError, RequestTimeout):
         if retry_ok:
             return "first-byte-timeout"
@@ -229,7 +232,7 @@ async def _forward(gw: Gateway, ex: Exchange, found: Match, body: Any, scope: di
     gw.note_upstream(True, upstream)
     clean = False
     try:
-        clean = await _relay(gw, ex, resp, send, extra, key) is not False
+        clean = await _relay(gw, ex, resp, scope, send, extra, key) is not False
     finally:
         if clean:
             resp.release()
@@ -244,7 +247,7 @@ def _cause(exc: BaseException) -> str:
     return type(cause).__name__ if cause is not None else type(exc).__name__
 
 
-async def _relay(gw: Gateway, ex: Exchange, resp: RawResponse, send,
+async def _relay(gw: Gateway, ex: Exchange, resp: RawResponse, scope: dict, send,
                  extra: list[tuple[bytes, bytes]], key: KeyRecord | None) -> bool | None:
     """Send the upstream's answer; False when it failed mid-way (the upstream connection must be closed)."""
     status = resp.status
@@ -269,32 +272,17 @@ async def _relay(gw: Gateway, ex: Exchange, resp: RawResponse, send,
         head.append((b"content-type", ctype.encode()))
     ex.status = ex.code = status
     await send({"type": "http.response.start", "status": status, "headers": head})
-    pending = b""
-    prev = last = b""
-    events = 0
+    feed = _Feed(ex, scope_extension(scope, "sollama.push"), ndjson, sse)
+    drain = scope_extension(scope, "sollama.drain")
     try:
-        async for chunk in resp.chunks():
-            if ndjson:
-                data = pending + chunk if pending else chunk
-                cut = data.rfind(b"\n") + 1
-                pending, data = data[cut:], data[:cut]
-                if not data:
-                    continue
-                if not dialect.ndjson_ok(data):
-                    raise _Malformed
-            else:
-                data = chunk
-                if sse:
-                    events += data.count(b"data: {")
-            if ex.ttft_s is None:
-                ex.ttft_s = time.perf_counter() - ex.t0
-            prev, last = last, data
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        if pending:
-            if ndjson and not dialect.ndjson_ok(pending):
-                raise _Malformed
-            prev, last = last, pending
-            await send({"type": "http.response.body", "body": pending, "more_body": True})
+        pipe = getattr(resp, "pipe", None)
+        if pipe is not None:  # the wire transport: each chunk goes on from the upstream's read callback
+            await pipe(feed, drain)
+        else:
+            async for chunk in resp.chunks():
+                if not feed(chunk):
+                    await drain()
+        feed.end()
     except _Malformed:
         await _fail_stream(ex, send, sse, 502, "Ollama sent a malformed line; the stream was stopped")
         return False
@@ -305,11 +293,53 @@ async def _relay(gw: Gateway, ex: Exchange, resp: RawResponse, send,
     except SollamaError:
         await _fail_stream(ex, send, sse, 502, "the connection to Ollama broke mid-response")
         return False
-    ex.finished = True
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
     if status == 200:
-        ex.prompt_tokens, ex.output_tokens = tokens_in((prev + last)[-_TAIL:], sse_events=max(0, events - 1))
+        ex.prompt_tokens, ex.output_tokens = tokens_in((feed.prev + feed.last)[-_TAIL:],
+                                                       sse_events=max(0, feed.events - 1))
     return True
+
+
+class _Feed:
+    """The body on its way to the caller, one piece at a time (`feed(chunk, last)` → False: wait for the caller's
+    socket to drain): NDJSON is cut at line ends and each line checked, SSE events are counted, TTFT is taken at
+    the first bytes, and the last two pieces are kept for the token counts. `last` (the upstream's body ended with
+    these bytes) ends the response in the same write."""
+
+    __slots__ = ("ended", "events", "ex", "last", "ndjson", "pending", "prev", "push", "sse")
+
+    def __init__(self, ex: Exchange, push, ndjson: bool, sse: bool) -> None:
+        self.ex, self.push, self.ndjson, self.sse = ex, push, ndjson, sse
+        self.pending = self.prev = self.last = b""
+        self.events = 0
+        self.ended = False
+
+    def __call__(self, chunk: bytes, last: bool = False) -> bool:
+        if self.ndjson:
+            data = self.pending + chunk if self.pending else chunk
+            cut = len(data) if last else data.rfind(b"\n") + 1
+            self.pending, data = data[cut:], data[:cut]
+            if data and not dialect.ndjson_ok(data):
+                raise _Malformed
+        else:
+            data = chunk
+            if self.sse:
+                self.events += data.count(b"data: {")
+        ex = self.ex
+        if data:
+            if ex.ttft_s is None:
+                ex.ttft_s = time.perf_counter() - ex.t0
+            self.prev, self.last = self.last, data
+        elif not last:
+            return True
+        if last:
+            self.ended = ex.finished = True
+        return self.push(data, last)
+
+    def end(self) -> None:
+        """The body ended apart from its last bytes: the rest of an unterminated last line goes on (checked), then
+        the response's end."""
+        if not self.ended:
+            self(b"", True)
 
 
 async def _fail_stream(ex: Exchange, send, sse: bool, code: int, message: str) -> None:

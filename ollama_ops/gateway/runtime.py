@@ -4,13 +4,14 @@ end of every request (`finish`): one access-log line, the metrics, one usage row
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ollama_ops.core.gateway.keys import KeyRecord
+from ollama_ops.core.gateway.keys import KeyRecord, extract_key
 from ollama_ops.edges.store import UsageRow
 from ollama_ops.gateway.accesslog import AccessLog
 from ollama_ops.gateway.admission import Admission
@@ -24,6 +25,9 @@ from ollama_ops.gateway.usage import UsageSink
 
 if TYPE_CHECKING:
     from ollama_ops.gateway.upstream import Upstream
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str).encode
 
 
 class Gateway:
@@ -47,12 +51,12 @@ class Gateway:
         self.dispatch: Dispatcher = (dispatcher or _single_host)(self)
         self._usage_sink = usage_sink or (lambda c: UsageSink(c.usage_db))
         self.access_log: AccessLog | None = None
-        self.usage: Any = None  # UsageSink or PgUsageSink: add(row), close()
+        self.usage: Any = None  # a BatchSink (SQLite or PostgreSQL): add(row or rows), close()
         self.started = time.time()
         self.pid = os.getpid()
         # Finished requests' log entries and usage rows, handed to the writer threads in batches every
         # FLUSH_S: one thread wake-up per batch, not per request (each wake-up takes the GIL from the loop).
-        self._log_batch: list[dict] = []
+        self._log_batch: list[str] = []
         self._usage_batch: list[UsageRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
 
@@ -80,8 +84,7 @@ class Gateway:
             self.access_log.write(batch)
         if self._usage_batch and self.usage is not None:
             batch_rows, self._usage_batch = self._usage_batch, []
-            for row in batch_rows:  # one row at a time: every sink (SQLite, PostgreSQL) takes rows
-                self.usage.add(row)
+            self.usage.add(batch_rows)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -114,8 +117,6 @@ class Gateway:
 
     def authenticate(self, authorization: str | None, x_api_key: str | None) -> tuple[KeyRecord | None, bool]:
         """(key, ok): the caller's key (None = anonymous, when auth is off) and whether it may go on."""
-        from ollama_ops.core.gateway.keys import extract_key
-
         secret = extract_key(authorization, x_api_key)
         if not self.auth_required():
             return (self.keyring.lookup(secret) if secret and self.config.auth != "off" else None), True
@@ -124,8 +125,6 @@ class Gateway:
 
     def may_read_metrics(self, authorization: str | None, x_api_key: str | None) -> bool:
         import hmac
-
-        from ollama_ops.core.gateway.keys import extract_key
 
         if not self.auth_required():
             return True
@@ -143,14 +142,8 @@ class Gateway:
         """Log, count and record a finished request (off the hot path's disk: queues only)."""
         code = ex.code or ex.status
         model_label = ex.model if code < 400 else "-"
-        self.metrics.requests.labels(ex.key, model_label, ex.route, str(code)).inc()
-        self.metrics.duration.labels(ex.route).observe(ex.duration_s)
-        if ex.ttft_s is not None:
-            self.metrics.ttft.labels(ex.route).observe(ex.ttft_s)
-        if ex.prompt_tokens:
-            self.metrics.tokens.labels(ex.key, model_label, "prompt").inc(ex.prompt_tokens)
-        if ex.output_tokens:
-            self.metrics.tokens.labels(ex.key, model_label, "output").inc(ex.output_tokens)
+        self.metrics.request_done(ex.key, model_label, ex.route, str(code), ex.duration_s, ex.ttft_s,
+                                  ex.prompt_tokens, ex.output_tokens)
         entry = {
             "time": datetime.fromtimestamp(ex.started, UTC).isoformat(timespec="milliseconds"),
             "request_id": ex.request_id, "key": ex.key, "model": ex.model, "method": ex.method,
@@ -165,7 +158,9 @@ class Gateway:
             entry["error"] = ex.error
         if self.config.log_prompts and ex.prompt is not None:
             entry["prompt"] = ex.prompt
-        self._log_batch.append(entry)
+        # encoded here, a few µs per request, so that the writer thread only writes (a batch encoded there would
+        # hold the GIL for milliseconds while requests wait for it)
+        self._log_batch.append(_dumps(entry))
         if self.usage is not None and ex.kind == "infer" and ex.authed:
             outcome = "ok" if code < 400 else "interrupted" if code == 499 else "error"
             self._usage_batch.append(UsageRow(time=ex.started, command="gateway", model=ex.model,
