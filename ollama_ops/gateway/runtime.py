@@ -54,11 +54,13 @@ class Gateway:
         self.usage: Any = None  # a BatchSink (SQLite or PostgreSQL): add(row or rows), close()
         self.started = time.time()
         self.pid = os.getpid()
-        # Finished requests' log entries and usage rows, handed to the writer threads in batches every
-        # FLUSH_S: one thread wake-up per batch, not per request (each wake-up takes the GIL from the loop).
+        # Finished requests' log lines and usage rows, written in batches every FLUSH_S: the log lines with one
+        # write from the loop, the usage rows handed to the usage thread (one wake-up per batch, not per request:
+        # each wake-up takes the GIL from the loop).
         self._log_batch: list[str] = []
         self._usage_batch: list[UsageRow] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._usage_at = 0.0  # when usage rows last went to the usage thread (monotonic)
 
     def slots_by_upstream(self) -> list[tuple[str, int]]:
         """(upstream URL, slots) for each upstream: the fleet's hosts, else the one upstream."""
@@ -77,26 +79,34 @@ class Gateway:
 
     FLUSH_S = 0.2
 
-    def _flush(self) -> None:
+    USAGE_EVERY_S = 1.0  # usage rows go to the usage thread at most this often (or USAGE_ROWS at a time)
+    USAGE_ROWS = 256
+
+    def _flush(self, final: bool = False) -> None:
         self._flush_handle = None
         if self._log_batch and self.access_log is not None:
             batch, self._log_batch = self._log_batch, []
             self.access_log.write(batch)
         if self._usage_batch and self.usage is not None:
-            batch_rows, self._usage_batch = self._usage_batch, []
-            self.usage.add(batch_rows)
+            now = time.monotonic()
+            if final or len(self._usage_batch) >= self.USAGE_ROWS or now - self._usage_at >= self.USAGE_EVERY_S:
+                batch_rows, self._usage_batch = self._usage_batch, []
+                self._usage_at = now
+                self.usage.add(batch_rows)
+            else:
+                self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             try:
                 self._flush_handle = asyncio.get_running_loop().call_later(self.FLUSH_S, self._flush)
             except RuntimeError:  # no loop (shutting down): write now
-                self._flush()
+                self._flush(final=True)
 
     async def stop(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        self._flush()
+        self._flush(final=True)
         self.metrics.stop()
         await self.dispatch.stop()
         await self.limiter.close()
