@@ -84,7 +84,18 @@ class WireConn(asyncio.Protocol):
             self._fail(ServerError(f"the upstream's answer is not valid HTTP ({exc})"))
             self.close()
         if self.sink is not None and self.chunks:
-            self.deliver()
+            chunks = self.chunks
+            if len(chunks) == 1 and not self.paused and self.exc is None:  # the common case, inline
+                try:
+                    more = self.sink(chunks.popleft(), self.complete)
+                except Exception as exc:  # noqa: BLE001 - as in deliver()
+                    self.sink = None
+                    self._fail(exc)
+                    return
+                if not more:
+                    self._hold()
+            else:
+                self.deliver()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -191,7 +202,12 @@ class WireConn(asyncio.Protocol):
             self.sink = None
             self._fail(exc)
             return
-        if not more and not self.held and self.transport is not None:
+        if not more:
+            self._hold()
+
+    def _hold(self) -> None:
+        """The sink is full: stop reading until `pipe` saw its drain."""
+        if not self.held and self.transport is not None:
             self.held = True
             self.transport.pause_reading()
             self._wake()

@@ -142,7 +142,10 @@ class Cycle:
         conn = self.conn
         if conn.lost or self.complete:
             return True
-        self._body(data, not last)
+        if self.chunked and data and not last and not self.head_only:  # the hot case: a chunk of a stream
+            conn.transport.write(b"%x\r\n%s\r\n" % (len(data), data))  # type: ignore[union-attr]
+        else:
+            self._body(data, not last)
         return not conn.paused
 
     def on_disconnect(self, callback: Callable[[], None]) -> None:

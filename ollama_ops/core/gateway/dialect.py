@@ -34,6 +34,9 @@ def stream_error(area: str, message: str, *, sse: bool) -> bytes:
 def ndjson_ok(lines: bytes) -> bool:
     """Whether every line of a block of complete NDJSON lines looks like a JSON object (a cheap check on the hot
     path: first and last byte of each line; Ollama writes one object per line)."""
+    # Ollama's own shape, checked by three C scans: `{…}\n` lines, each line break between `}` and `{`
+    if lines[:1] == b"{" and lines[-2:] == b"}\n" and lines.count(b"\n") == lines.count(b"}\n{") + 1:
+        return True
     for line in lines.split(b"\n"):
         line = line.strip()
         if line and not (line[:1] == b"{" and line[-1:] == b"}"):
