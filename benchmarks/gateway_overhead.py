@@ -6,7 +6,7 @@
 The stub (tests/stub_ollama.py, its own process) streams 16 chunks per request, the first 20 ms after the request
 arrives, then one every 2 ms. The load generator is sollama's bench runner (chunk arrivals are the kernel's
 receive timestamps at the client socket); direct and gateway runs alternate, trial by trial, so drift on a shared
-machine hits both. The gateway runs as `sollama serve` (its own server, `gateway/httpd.py`, on uvloop and
+machine hits both. The gateway runs as `sollama serve` (its own server, `gateway/httpd/`, on uvloop and
 httptools; the upstream over the library's streaming layer, `client.stream`, wire transport) with enough slots
 that its queue never holds a request, so the figures are its per-request overhead.
 
