@@ -26,7 +26,8 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((PKG / "gateway").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PKG / "gateway").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PKG / "gateway")))
 def test_only_the_composition_root_imports_the_fleet(path):
     fleet = {name for name in _imports(path) if name.startswith("ollama_ops.fleet")}
     if path.name == "compose.py":
