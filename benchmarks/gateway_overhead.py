@@ -1,7 +1,7 @@
 """What `sollama serve` adds: the same `sollama bench` load direct to the stub and through the gateway, in one run.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 300] [--requests-64 3000] [--trials 2]
-                                                    [--streams 1000] [--flat 20000]
+                                                    [--streams 1000] [--flat 20000] [--floor]
 
 The stub (tests/stub_ollama.py, its own process) streams 16 chunks per request, the first 20 ms after the request
 arrives, then one every 2 ms. The load generator is sollama's bench runner (chunk arrivals are the kernel's
@@ -79,6 +79,39 @@ def gateway_process(upstream: int | str, home: Path, slots: int = 1024) -> Itera
         proc.terminate()
         try:
             proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def relay_process(upstream_port: int, wanted: bool) -> Iterator[str | None]:
+    """benchmarks/_relay.py in front of the stub (its URL), or None when not `wanted`; stopped by its PID."""
+    import httpx
+
+    if not wanted:
+        yield None
+        return
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_relay.py")), str(port),
+                             str(upstream_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/api/version", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the relay did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -165,21 +198,26 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--streams", type=int, default=1000, help="open streams for the RSS figure")
     parser.add_argument("--flat", type=int, default=20000, help="requests for the RSS-over-time figure")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run a raw byte relay (benchmarks/_relay.py: no HTTP) in the same alternation: "
+                             "the floor of two extra loopback hops on this machine")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sollama-gw-bench-"))
     os.environ["SOLLAMA_HOME"] = str(work / "client")
     lines = []
-    with stub_process(*STUB_ARGS) as (_stub, port), gateway_process(port, work / "gw") as (gw, gw_url):
+    with stub_process(*STUB_ARGS) as (_stub, port), gateway_process(port, work / "gw") as (gw, gw_url), \
+            relay_process(port, args.floor) as relay_url:
         direct_url = f"http://127.0.0.1:{port}"
         time.sleep(1.0)
         rss_idle = _rss_mb(gw.pid)
         figures = {}
         cpu_ms: dict[int, float] = {}
+        targets = [("direct", direct_url), ("gateway", gw_url)] + ([("relay", relay_url)] if relay_url else [])
         for conc, n in ((1, args.requests), (64, args.requests_64)):
-            runs: dict[str, list[dict]] = {"direct": [], "gateway": []}
+            runs: dict[str, list[dict]] = {name: [] for name, _ in targets}
             spent, served = 0.0, 0
             for trial in range(args.trials):
-                for name, url in (("direct", direct_url), ("gateway", gw_url)):
+                for name, url in targets:
                     before = _cpu_s(gw.pid)
                     runs[name].append(_bench(url, conc, n, work / f"{name}-{conc}-{trial}.db"))
                     if name == "gateway":
@@ -221,6 +259,13 @@ def main() -> None:
                      f"→ added {ms(_pct(g['itl'], .99) - _pct(d['itl'], .99))}; throughput direct {d['rps']:.0f} "
                      f"req/s, gateway {g['rps']:.0f} req/s = {g['rps'] / d['rps'] * 100:.0f}% "
                      f"(failed: direct {d['failed']}, gateway {g['failed']})")
+        if "relay" in figures[conc]:
+            r = figures[conc]["relay"]
+            lines.append(f"      floor (raw byte relay, no HTTP): TTFT p50 added "
+                         f"{ms(_pct(r['ttft'], .5) - _pct(d['ttft'], .5))}, p99 added "
+                         f"{ms(_pct(r['ttft'], .99) - _pct(d['ttft'], .99))}; ITL p99 added "
+                         f"{ms(_pct(r['itl'], .99) - _pct(d['itl'], .99))}; "
+                         f"throughput {r['rps'] / d['rps'] * 100:.0f}%")
     lines.append(f"gateway CPU per request (user+sys, 16-chunk stream): {cpu_ms[1]:.2f} ms at c=1, "
                  f"{cpu_ms[64]:.2f} ms at c=64")
     lines.append(f"gateway RSS: idle {rss_idle:.1f} MiB; after the c=1/c=64 runs {rss_after:.1f} MiB; over "
