@@ -98,11 +98,19 @@ def serve_worker(config: GatewayConfig, listening: Callable[[], None]) -> list[i
     """One worker of `serve --workers N`: the gateway on its own SO_REUSEPORT socket on the shared port until
     SIGTERM; calls `listening` once the socket listens (connections then wait in its backlog); returns the signals
     it got."""
-    sock = bind(config.listen_host, config.listen_port, reuse_port=True)
-    listening()
+    early: list[int] = []  # a signal forwarded while the worker still starts is kept for its server to act on
+    previous = {sig: signal.signal(sig, lambda sig, _frame: early.append(sig))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server = _server(config, open_keyring(config))
-        server.run([sock])
+        sock = bind(config.listen_host, config.listen_port, reuse_port=True)
+        listening()
+        try:
+            server = _server(config, open_keyring(config))
+            server.signals = early
+            server.run([sock])
+        finally:
+            sock.close()
     finally:
-        sock.close()
-    return server.signals
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return early

@@ -68,12 +68,15 @@ class HttpServer:
     def _signal(self, sig: int) -> None:
         self.signals.append(sig)
         if len(self.signals) == 1:
-            if self._on_signal is not None:
-                self._on_signal(sig)
-            if self._stop is not None:
-                self._stop.set()
+            self._act(sig)
         else:
             self.drain_timeout = 0  # a second signal: stop waiting for in-flight answers
+
+    def _act(self, sig: int) -> None:
+        if self._on_signal is not None:
+            self._on_signal(sig)
+        if self._stop is not None:
+            self._stop.set()
 
     def request_stop(self) -> None:
         """Stop as at a signal (from any thread)."""
@@ -91,6 +94,10 @@ class HttpServer:
         handled = (signal.SIGINT, signal.SIGTERM) if signals else ()
         for sig in handled:
             self.loop.add_signal_handler(sig, self._signal, sig)
+        if self.signals:  # signals that came while it started (recorded by `run`'s handlers)
+            self._act(self.signals[0])
+            if len(self.signals) > 1:
+                self.drain_timeout = 0
         try:
             await self._stop.wait()
             self.stopping = True
@@ -116,16 +123,18 @@ class HttpServer:
                 await self._shutdown()
 
     def run(self, sockets: list) -> None:
-        import os
-
+        """Serve in a fresh uvloop loop until the first SIGTERM/SIGINT. A signal that comes before the loop's
+        handlers are in place (while the gateway starts) is recorded, and acted on as soon as it serves."""
         import uvloop
-        prof = None
-        if os.environ.get("EXP_PROF"):
-            import cProfile
-            prof = cProfile.Profile()
-            prof.enable()
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(self.serve(sockets))
-        if prof is not None:
-            prof.disable()
-            prof.dump_stats(os.environ["EXP_PROF"])
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._record) for sig in handled}
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self.serve(sockets))
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _record(self, sig: int, _frame: object) -> None:
+        self.signals.append(sig)
