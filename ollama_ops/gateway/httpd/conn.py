@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httptools
 
 from ollama_ops.client.protocol import no_delay
-from ollama_ops.gateway.httpd.cycle import Cycle, status_line
-
-if TYPE_CHECKING:
-    from ollama_ops.gateway.httpd.server import HttpServer
+from ollama_ops.gateway.httpd.cycle import Cycle, date_line, status_line
 
 HEAD_LIMIT = 64 * 1024  # request line + headers
 _BODY_HIGH = 1024 * 1024  # buffered request body past which the socket is not read until the app reads it
@@ -30,10 +28,21 @@ class _Refuse(Exception):
         self.status = status
 
 
+class Server(Protocol):
+    """What a connection uses of its server (`server.HttpServer`)."""
+
+    loop: asyncio.AbstractEventLoop
+    connections: set[HttpConn]
+    stopping: bool
+    keep_alive_s: float
+
+    def run_app(self, cycle: Cycle) -> Coroutine[Any, Any, None]: ...
+
+
 class HttpConn(asyncio.Protocol):
     """One caller's connection: requests parsed as they come, answered one at a time, in order."""
 
-    def __init__(self, server: HttpServer) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.loop = server.loop
         self.parser = httptools.HttpRequestParser(self)
@@ -250,7 +259,7 @@ class HttpConn(asyncio.Protocol):
         if not self.cycles:
             body = message.encode()
             self.write(b"%s%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                       b"connection: close\r\n\r\n%s" % (status_line(status), self.server.date_line(),
+                       b"connection: close\r\n\r\n%s" % (status_line(status), date_line(),
                                                             len(body), body))
         if self.transport is not None:
             self.transport.close()

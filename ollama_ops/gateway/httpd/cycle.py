@@ -4,17 +4,44 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
+from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ollama_ops.gateway.httpd.conn import HttpConn
+from typing import Any, Protocol
 
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST = b"0\r\n\r\n"
+
+
+class Conn(Protocol):
+    """What a cycle uses of its connection (`conn.HttpConn`)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport | None
+    lost: bool
+    paused: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def body_read(self, size: int) -> None: ...
+
+    def finished(self, cycle: Cycle) -> None: ...
+
+
+_date: list[Any] = [0.0, b""]  # (second, its Date header line)
+
+
+def date_line() -> bytes:
+    """The `date:` header line, made once a second."""
+    now = time.time()
+    if now - _date[0] >= 1.0:
+        _date[:] = [float(int(now)), b"date: %s\r\n" % formatdate(now, usegmt=True).encode()]
+    return _date[1]
 
 
 def status_line(status: int) -> bytes:
@@ -27,7 +54,7 @@ class Cycle:
     __slots__ = ("body", "body_done", "chunked", "complete", "conn", "continue_", "head_only", "keep_alive",
                  "length", "more_body", "on_lost", "scope", "started", "task", "waiter")
 
-    def __init__(self, conn: HttpConn, scope: dict, keep_alive: bool, expect_continue: bool) -> None:
+    def __init__(self, conn: Conn, scope: dict, keep_alive: bool, expect_continue: bool) -> None:
         self.conn = conn
         self.scope = scope
         scope["extensions"] = {"sollama.push": self.push, "sollama.drain": conn.drain,
@@ -121,7 +148,7 @@ class Cycle:
     def _start(self, status: int, headers) -> None:
         self.started = True
         self.continue_ = False
-        parts = [status_line(status), self.conn.server.date_line()]
+        parts = [status_line(status), date_line()]
         te = False
         for name, value in headers:
             if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from email.utils import formatdate
 
 from ollama_ops.gateway.httpd.conn import HttpConn
 from ollama_ops.gateway.httpd.cycle import Cycle
@@ -30,15 +28,6 @@ class HttpServer:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._stop: asyncio.Event | None = None
-        self._date = b""
-        self._date_at = 0.0
-
-    def date_line(self) -> bytes:
-        now = time.time()
-        if now - self._date_at >= 1.0:
-            self._date_at = float(int(now))
-            self._date = b"date: %s\r\n" % formatdate(now, usegmt=True).encode()
-        return self._date
 
     async def run_app(self, cycle: Cycle) -> None:
         try:
