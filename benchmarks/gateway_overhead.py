@@ -51,70 +51,58 @@ def sollama_argv() -> list[str]:
 
 
 @contextlib.contextmanager
-def gateway_process(upstream: int | str, home: Path, slots: int = 1024) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`sollama serve` on a free loopback port with SOLLAMA_HOME=`home`, in front of `upstream` (a loopback port,
-    or an address); yields (process, its URL) once /healthz answers; stops it by its PID."""
+def _serving(argv: list[str], port: int, probe: str, what: str, env: dict[str, str] | None = None,
+             stop_timeout: float = 30) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Run `argv` (it listens on loopback `port`); yield (process, its URL) once GET `probe` answers 200 (within 60
+    s); stop it by its PID."""
     import httpx
 
-    port = _free_port()
-    upstream = f"127.0.0.1:{upstream}" if isinstance(upstream, int) else upstream
-    env = {**os.environ, "SOLLAMA_HOME": str(home), "SOLLAMA_GATEWAY_QUEUE_DEPTH": "100000",
-           "SOLLAMA_GATEWAY_BODY_LIMIT": "1048576"}
-    proc = subprocess.Popen([*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream",
-                             upstream, "--slots", str(slots)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(url + probe, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("gateway did not start")
+            raise RuntimeError(f"{what} did not start")
         yield proc, url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=stop_timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
 
 @contextlib.contextmanager
+def gateway_process(upstream: int | str, home: Path, slots: int = 1024) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`sollama serve` on a free loopback port with SOLLAMA_HOME=`home`, in front of `upstream` (a loopback port,
+    or an address); yields (process, its URL) once /healthz answers; stops it by its PID."""
+    port = _free_port()
+    upstream = f"127.0.0.1:{upstream}" if isinstance(upstream, int) else upstream
+    env = {**os.environ, "SOLLAMA_HOME": str(home), "SOLLAMA_GATEWAY_QUEUE_DEPTH": "100000",
+           "SOLLAMA_GATEWAY_BODY_LIMIT": "1048576"}
+    argv = [*sollama_argv(), "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream, "--slots", str(slots)]
+    with _serving(argv, port, "/healthz", "gateway", env) as started:
+        yield started
+
+
+@contextlib.contextmanager
 def relay_process(upstream_port: int, wanted: bool) -> Iterator[str | None]:
     """benchmarks/_relay.py in front of the stub (its URL), or None when not `wanted`; stopped by its PID."""
-    import httpx
-
     if not wanted:
         yield None
         return
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_relay.py")), str(port),
-                             str(upstream_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/api/version", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the relay did not start")
+    argv = [sys.executable, str(Path(__file__).with_name("_relay.py")), str(port), str(upstream_port)]
+    with _serving(argv, port, "/api/version", "the relay", stop_timeout=10) as (_proc, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _rss_mb(pid: int) -> float:
