@@ -105,9 +105,13 @@ class HttpConn(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
-        for cycle in list(self.cycles):
+        cycles, self.cycles = list(self.cycles), deque()
+        for cycle in cycles:
             cycle.lost()
         self._wake_drainers()
+        # the parser and the transport point back at this protocol: dropped, the connection is freed by
+        # reference counting (not left for the collector)
+        self.parser = self.transport = self.parsing = None  # type: ignore[assignment]
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -53,6 +53,8 @@ class HttpServer:
         else:
             if not cycle.complete and not cycle.conn.lost and cycle.conn.transport is not None:
                 cycle.conn.transport.close()  # the app returned without finishing its answer
+        finally:
+            cycle.release()
 
     def _signal(self, sig: int) -> None:
         self.signals.append(sig)
