@@ -191,3 +191,16 @@ def test_start_gateway_workers_on_the_real_daemon_and_restart_keeps_them(sollama
                    for p in [second["pid"], *workers])
     finally:
         next(daemon, None)
+
+
+@pytest.mark.parametrize("drain, stop", [(None, 45), ("5", 30), ("120", 135), ("7.2", 30), ("40.5", 56)])
+def test_gateway_unit_waits_for_the_drain_before_systemd_kills(sollama, monkeypatch, drain, stop):
+    """systemd's SIGKILL (TimeoutStopSec) comes 15 s after gateway.drain_timeout (default 30 s), never before 30 s:
+    a long drain is not cut short by the unit, and the daemon's and watchdog's units keep 30 s."""
+    if drain is not None:
+        monkeypatch.setenv("SOLLAMA_GATEWAY_DRAIN_TIMEOUT", drain)
+    gateway = sollama("service", "unit", "--gateway")
+    assert gateway.exit_code == 0, gateway.output
+    assert f"TimeoutStopSec={stop}" in gateway.stdout.splitlines()
+    daemon = sollama("service", "unit")
+    assert "TimeoutStopSec=30" in daemon.stdout.splitlines()

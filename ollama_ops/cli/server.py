@@ -345,4 +345,4 @@ def service_unit(
 
         raise UsageError(WORKERS_NEED_STATE.format("--workers"))
     render_unit(obj.out, build_unit(user=user, config_path=obj.config_path, watch=watch, gateway=gateway,
-                                    workers=workers))
+                                    workers=workers, drain_timeout=obj.settings.gateway.drain_timeout))

@@ -11,6 +11,7 @@ server.extra_env; `--env KEY=VAL`. HOME must be writable (Ollama creates ~/.olla
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import shutil
 import subprocess
@@ -231,11 +232,12 @@ def _plain(arg: str) -> bool:
 
 
 def service_unit(*, user: bool, config_path: str | None = None, watch: bool = False, gateway: bool = False,
-                 workers: int | None = None) -> str:
+                 workers: int | None = None, drain_timeout: float | None = None) -> str:
     """A systemd unit that runs `sollama start --foreground` (with `watch`: `sollama watch`, the watchdog, after
     the daemon's unit `sollama.service`; its exit 7 on giving up is not restarted by systemd; with `gateway`:
     `sollama serve [--workers N]`, the API gateway, after `sollama.service`, stopped by SIGTERM with its drain;
-    KillMode=mixed, so the SIGTERM reaches only the supervisor, which forwards it to each worker once). Paths and
+    KillMode=mixed, so the SIGTERM reaches only the supervisor, which forwards it to each worker once; systemd
+    waits `drain_timeout` (gateway.drain_timeout) plus 15 s before it kills, at least 30 s). Paths and
     Environment values are quoted and escaped for systemd (spaces, `%`, `$`, quotes, backslashes); a control
     character is a usage error."""
     exe = shutil.which("sollama") or str(Path(sys.executable).with_name("sollama"))
@@ -251,19 +253,22 @@ def service_unit(*, user: bool, config_path: str | None = None, watch: bool = Fa
     if gateway and workers is not None:
         argv += ["--workers", str(workers)]
     exec_start = " ".join(a if _plain(a) else _systemd_quoted(a, exec_line=True) for a in argv)
+    stop_s = 30
+    if gateway and drain_timeout is not None:  # the drain must end before systemd's SIGKILL does it
+        stop_s = max(stop_s, math.ceil(drain_timeout) + 15)
     service = [
         "[Unit]", "Description=Ollama daemon managed by sollama", "After=network-online.target",
         "Wants=network-online.target", "", "[Service]", "Type=simple", f"ExecStart={exec_start}",
-        *env_lines, "Restart=on-failure", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=30",
+        *env_lines, "Restart=on-failure", "RestartSec=5", "KillSignal=SIGTERM", f"TimeoutStopSec={stop_s}",
     ]
     if watch:
         service[1:3] = ["Description=sollama watchdog of the Ollama daemon", "After=network-online.target "
                         "sollama.service"]
-        service.insert(service.index("TimeoutStopSec=30"), "RestartPreventExitStatus=7")
+        service.insert(service.index(f"TimeoutStopSec={stop_s}"), "RestartPreventExitStatus=7")
     elif gateway:
         service[1:3] = ["Description=sollama API gateway (sollama serve) in front of Ollama",
                         "After=network-online.target sollama.service"]
-        service.insert(service.index("TimeoutStopSec=30"), "RestartPreventExitStatus=3")  # config invalid
+        service.insert(service.index(f"TimeoutStopSec={stop_s}"), "RestartPreventExitStatus=3")  # config invalid
         service.insert(service.index("KillSignal=SIGTERM"), "KillMode=mixed")
     if not user and os.geteuid() != 0:
         service.append(f"User={_unit_safe('the user name', getpass.getuser())}")
