@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -148,19 +148,23 @@ class StreamSession:
                                               skip_auto_headers=("User-Agent", "Accept-Encoding"))
         return self._session
 
-    async def open(self, method: str, path: str, *, body: Body = None, json: Any = None,
-                   headers: Mapping[str, str] | None = None, total: float | None = None,
-                   head_timeout: float | None = None) -> RawResponse:
-        """Send one request; returns once the answer's head came (any status). `body` is bytes or an async
-        iterable of bytes (streamed up); `json` an object to send as JSON. `total` bounds the whole exchange,
-        body included; `head_timeout` the wait for the answer's head once the request is sent. Raises
+    def open(self, method: str, path: str, *, body: Body = None, json: Any = None,
+             headers: Mapping[str, str] | None = None, total: float | None = None,
+             head_timeout: float | None = None) -> Coroutine[Any, Any, RawResponse]:
+        """Send one request (await it); the response once the answer's head came (any status). `body` is bytes
+        or an async iterable of bytes (streamed up); `json` an object to send as JSON. `total` bounds the whole
+        exchange, body included; `head_timeout` the wait for the answer's head once the request is sent. Raises
         ServerUnreachable / RequestTimeout / ServerError (module docstring)."""
         wire = self._wire
         if wire is not None and method != "HEAD" and (body is None or isinstance(body, bytes | bytearray)):
             if json is not None:
                 body = jsonlib.dumps(json).encode()
                 headers = {"Content-Type": "application/json", **(headers or {})}
-            return await wire.open(method, self._prefix + path, body, headers, total, head_timeout)
+            return wire.open(method, self._prefix + path, body, headers, total, head_timeout)  # its coroutine
+        return self._open_aio(method, path, body, json, headers, total, head_timeout)
+
+    async def _open_aio(self, method: str, path: str, body: Body, json: Any, headers: Mapping[str, str] | None,
+                        total: float | None, head_timeout: float | None) -> RawResponse:
         session = self._session or self._open_session()
         extra: dict[str, Any] = {}
         if total is not None:

@@ -332,20 +332,24 @@ class WirePool:
         self.idle: list[WireConn] = []
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
 
-    async def _connection(self) -> tuple[WireConn, bool]:
-        """A connection, and whether it is a reused one."""
+    def _idle(self) -> WireConn | None:
+        """A kept-alive connection that is still open, if any (no coroutine: the common case)."""
         idle = self.idle
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                return conn, True
+                return conn
+        return None
+
+    async def _connect(self) -> WireConn:
+        """A new connection."""
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(lambda: WireConn(loop), self.host, self.port),
                                              self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise unreachable(self.base_url, exc) from exc
-        return conn, False
+        return conn
 
     async def open(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None,
                    total: float | None, head_timeout: float | None = None) -> WireResponse:
@@ -354,7 +358,10 @@ class WirePool:
                 f"Content-Length: {len(body) if body else 0}\r\n\r\n").encode("latin-1")
         request = head + body if body else head
         for attempt in (1, 2):
-            conn, reused = await self._connection()
+            conn = self._idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect()
             loop = conn.loop
             now = loop.time()
             fut = conn.start(request, self.read_timeout, None if total is None else now + total,

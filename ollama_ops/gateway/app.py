@@ -5,6 +5,7 @@ reference at /docs, which also lists the proxied routes from the allow-list), an
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -110,8 +111,8 @@ class GatewayApp:
         else:
             await self.ops(scope, receive, send)
 
-    async def __call__(self, scope, receive, send) -> None:
-        await self.inner(scope, receive, send)
+    def __call__(self, scope, receive, send) -> Awaitable[None]:
+        return self.inner(scope, receive, send)  # the inner app's coroutine itself (one frame less per request)
 
 
 def build_app(gw: Gateway) -> GatewayApp:

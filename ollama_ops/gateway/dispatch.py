@@ -32,11 +32,12 @@ class Dispatcher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def forward(self, ex: Exchange, send, attempt: Attempt) -> None:
-        """An inference request: it takes an upstream slot (the gateway's admission already counted it)."""
+    def forward(self, ex: Exchange, send, attempt: Attempt) -> Awaitable[Any]:
+        """An inference request, to await: it takes an upstream slot (the gateway's admission already counted
+        it)."""
 
-    async def forward_any(self, ex: Exchange, send, attempt: Attempt) -> None:
-        """A request that takes no slot (show, pull, listings...)."""
+    def forward_any(self, ex: Exchange, send, attempt: Attempt) -> Awaitable[Any]:
+        """A request that takes no slot (show, pull, listings...), to await."""
 
     async def listings(self, path: str) -> list[Any] | None:
         """For a listing route (/api/tags, /api/ps, /v1/models): the parsed answers of every host to merge, or
@@ -88,11 +89,11 @@ class SingleHost:
                 await self._probe_task
         await self.upstream.close()
 
-    async def forward(self, ex: Exchange, send, attempt: Attempt) -> None:
-        await attempt(self.upstream, False)
+    def forward(self, ex: Exchange, send, attempt: Attempt) -> Awaitable[Any]:
+        return attempt(self.upstream, False)  # the attempt itself, awaited by the caller: no coroutine of our own
 
-    async def forward_any(self, ex: Exchange, send, attempt: Attempt) -> None:
-        await attempt(self.upstream, False)
+    def forward_any(self, ex: Exchange, send, attempt: Attempt) -> Awaitable[Any]:
+        return attempt(self.upstream, False)
 
     async def listings(self, path: str) -> list[Any] | None:
         return None

@@ -165,10 +165,10 @@ async def _handle(gw: Gateway, ex: Exchange, scope: dict, receive, send, task) -
     if not upload:
         _cancel_when_gone(scope, ex, task)
 
-    async def attempt(upstream, retry_ok: bool) -> str | None:
+    def attempt(upstream, retry_ok: bool):
         # a streamed upload cannot be sent twice: its failure is the answer
-        return await _forward(gw, ex, found, body, scope, send, extra, key, upstream=upstream,
-                              retry_ok=retry_ok and not upload)
+        return _forward(gw, ex, found, body, scope, send, extra, key, upstream=upstream,
+                        retry_ok=retry_ok and not upload)  # the coroutine itself, for the dispatcher to await
 
     try:
         if route.kind is Kind.INFER:

@@ -5,6 +5,7 @@ this URL is ever contacted."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from ollama_ops.client.stream import RawResponse, StreamSession
@@ -27,11 +28,11 @@ class Upstream:
             await self.session.close()
             self.session = None
 
-    async def open(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
-                   head_timeout: float | None = None) -> RawResponse:
-        """One request, raw (see `StreamSession.open` for the errors it raises)."""
+    def open(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
+             head_timeout: float | None = None) -> Awaitable[RawResponse]:
+        """One request, raw, to await (see `StreamSession.open` for the errors it raises)."""
         assert self.session is not None, "Upstream.start() first"
-        return await self.session.open(method, path, body=body, headers=headers, head_timeout=head_timeout)
+        return self.session.open(method, path, body=body, headers=headers, head_timeout=head_timeout)
 
     async def get_json(self, path: str) -> Any:
         """GET `path` and decode its JSON; OSError when it does not answer 200."""
