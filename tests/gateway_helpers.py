@@ -140,3 +140,32 @@ def wait_queue_depth(gw: GatewayProc, depth: int, key: str | None = None, timeou
 
 def sleep_briefly() -> None:
     time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serving_in_thread(server, sock) -> Iterator[None]:
+    """An `HttpServer` serving the listening `sock` on a uvloop loop in a thread (no signal handlers), from when its
+    loop is up until the block ends; then stopped as at SIGTERM (drained) and the socket closed."""
+    import asyncio
+    import threading
+
+    import uvloop
+
+    done = threading.Event()
+
+    def run() -> None:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(server.serve([sock], signals=False))
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    for _ in range(500):  # bounded: 5 s
+        if server._stop is not None:
+            break
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.request_stop()
+        done.wait(10)
+        sock.close()

@@ -5,10 +5,8 @@ landed on the requests in flight (benchmarks/gateway_overhead.py, c=64)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
-import threading
 import time
 from collections import Counter
 
@@ -18,6 +16,7 @@ import pytest
 from ollama_ops.gateway.compose import open_keyring
 from ollama_ops.gateway.server import _server, bind
 from ollama_ops.gateway.settings import GatewayConfig
+from tests.gateway_helpers import serving_in_thread
 
 pytest.importorskip("uvloop")
 
@@ -53,53 +52,45 @@ def _requests(client: httpx.Client, url: str) -> list[int]:
 
 
 def test_requests_through_the_gateway_leave_no_reference_cycle(stub, tmp_path) -> None:
-    import uvloop
-
     config = GatewayConfig(upstream=f"http://127.0.0.1:{stub.port}", slots=4, keys_path=tmp_path / "keys.json",
                            access_log_path=tmp_path / "gateway.log", usage_db=tmp_path / "usage.db")
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     threshold = gc.get_threshold()
     server = _server(config, open_keyring(config))
-    done = threading.Event()
-
-    def run() -> None:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(server.serve([sock], signals=False))
-        done.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     try:
-        for _ in range(500):  # bounded: 5 s
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.01)
-        with httpx.Client(timeout=10) as client:  # warm-up: what lives as long as the process is made now
-            assert _requests(client, url) == [200, 200, 200, 200, 404]
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            for _ in range(3):
-                with httpx.Client(timeout=10) as client:
-                    assert _requests(client, url) == [200, 200, 200, 200, 404]
-            for _ in range(500):  # bounded: 5 s for the server to see the connections close
-                if not server.connections:
-                    break
-                time.sleep(0.01)
-            assert not server.connections
-            gc.collect()
-            left = _ours(gc.garbage)
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-        assert left == Counter()
+        with serving_in_thread(server, sock):
+            _no_cycle_left(server, url)
     finally:
-        server.request_stop()
-        done.wait(10)
-        sock.close()
         gc.unfreeze()  # the gateway's start-up froze this test process's objects
         gc.set_threshold(*threshold)
+
+
+def _no_cycle_left(server, url: str) -> None:
+    """Requests of every kind on fresh connections, then nothing of ours in the collector's garbage."""
+    for _ in range(500):  # bounded: 5 s
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.01)
+    with httpx.Client(timeout=10) as client:  # warm-up: what lives as long as the process is made now
+        assert _requests(client, url) == [200, 200, 200, 200, 404]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            with httpx.Client(timeout=10) as client:
+                assert _requests(client, url) == [200, 200, 200, 200, 404]
+        for _ in range(500):  # bounded: 5 s for the server to see the connections close
+            if not server.connections:
+                break
+            time.sleep(0.01)
+        assert not server.connections
+        gc.collect()
+        left = _ours(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == Counter()
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from ollama_ops.gateway.httpd import HEAD_LIMIT, HttpServer, scope_extension
+from tests.gateway_helpers import serving_in_thread
 
 pytest.importorskip("uvloop")
 
@@ -61,31 +62,12 @@ async def _app(scope, receive, send) -> None:
 
 @contextlib.contextmanager
 def server(drain_timeout: float = 5.0) -> Iterator[tuple[int, HttpServer]]:
-    import uvloop
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     srv = HttpServer(_app, drain_timeout=drain_timeout, keep_alive_s=5.0)
-    done = threading.Event()
-
-    def run() -> None:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(srv.serve([sock], signals=False))
-        done.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if srv._stop is not None:
-            break
-        time.sleep(0.01)
-    try:
+    with serving_in_thread(srv, sock):
         yield sock.getsockname()[1], srv
-    finally:
-        srv.request_stop()
-        done.wait(10)
-        sock.close()
 
 
 def _conn(port: int) -> socket.socket:
