@@ -236,3 +236,9 @@ def no_delay(transport: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
+
+
+def settle(waiter: Any) -> None:
+    """Wake whoever awaits `waiter` (an asyncio future, or None when nobody waits); one already done is left."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

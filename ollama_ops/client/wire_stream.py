@@ -19,7 +19,7 @@ from typing import Any
 
 import httptools
 
-from ollama_ops.client.protocol import no_delay, unreachable
+from ollama_ops.client.protocol import no_delay, settle, unreachable
 from ollama_ops.errors import RequestTimeout, ServerError
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is not read until the reader catches up
@@ -135,11 +135,8 @@ class WireConn(asyncio.Protocol):
 
     # -- the exchange ---------------------------------------------------------------------------------------
     def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self.waiter = self.waiter, None
+        settle(waiter)
 
     def _fail(self, exc: BaseException) -> None:
         if self.exc is None:

@@ -54,11 +54,10 @@ def _server(config: GatewayConfig, keyring) -> HttpServer:
     async def start() -> None:
         await gw.start()
         # Everything loaded so far (FastAPI, pydantic, prometheus_client, the gateway's parts) lives as long as the
-        # process: out of the collector's reach, a full collection scans only what requests left behind. Measured
-        # (benchmarks/gateway_overhead.py, c=64): added TTFT p99 +29 ms → +9 ms.
-        # A request leaves no reference cycle behind (httpd's `Cycle.release`, `HttpConn.connection_lost`), so
-        # the youngest generation is mostly requests still in flight: collected every 7,000 net allocations
-        # instead of 700, a c=64 run of 3,000 requests sees no collection instead of ~100 (1-5 ms pauses).
+        # process: frozen out of the collector's reach (c=64 added TTFT p99 +29 ms → +9 ms). A request leaves no
+        # reference cycle (httpd's `Cycle.release`, `HttpConn.connection_lost`), so what is young is requests in
+        # flight: collected every GC_YOUNG net allocations, a c=64 run of 3,000 requests sees no collection
+        # instead of ~108 (63 ms, pauses up to 4.7 ms).
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG, 10, 10)

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ollama_ops.client.protocol import no_delay
+from ollama_ops.client.protocol import no_delay, settle
 from ollama_ops.gateway.httpd.cycle import Cycle, date_line, status_line
 
 HEAD_LIMIT = 64 * 1024  # request line + headers
@@ -105,7 +105,7 @@ class HttpConn(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
-        cycles, self.cycles = list(self.cycles), deque()
+        cycles, self.cycles = self.cycles, deque()
         for cycle in cycles:
             cycle.lost()
         self._wake_drainers()
@@ -199,8 +199,7 @@ class HttpConn(asyncio.Protocol):
     def _wake_drainers(self) -> None:
         drainers, self.drainers = self.drainers, []
         for waiter in drainers:
-            if not waiter.done():
-                waiter.set_result(None)
+            settle(waiter)
 
     def body_read(self, size: int) -> None:
         self.buffered -= size

@@ -11,6 +11,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from ollama_ops.client.protocol import settle
+
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST = b"0\r\n\r\n"
@@ -75,11 +77,8 @@ class Cycle:
 
     # -- from the connection --------------------------------------------------------------------------------
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self.waiter = self.waiter, None
+        settle(waiter)
 
     def lost(self) -> None:
         self.wake()
