@@ -262,8 +262,7 @@ class HttpConn(asyncio.Protocol):
         if not self.cycles:
             body = message.encode()
             self.write(b"%s%scontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                       b"connection: close\r\n\r\n%s" % (status_line(status), date_line(),
-                                                            len(body), body))
+                       b"connection: close\r\n\r\n%s" % (status_line(status), date_line(), len(body), body))
         if self.transport is not None:
             self.transport.close()
 

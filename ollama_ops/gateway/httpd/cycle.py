@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -35,15 +36,14 @@ class Conn(Protocol):
     def finished(self, cycle: Cycle) -> None: ...
 
 
-_date: list[Any] = [0.0, b""]  # (second, its Date header line)
+@lru_cache(maxsize=1)
+def _date_of(second: int) -> bytes:
+    return b"date: %s\r\n" % formatdate(second, usegmt=True).encode()
 
 
 def date_line() -> bytes:
     """The `date:` header line, made once a second."""
-    now = time.time()
-    if now - _date[0] >= 1.0:
-        _date[:] = [float(int(now)), b"date: %s\r\n" % formatdate(now, usegmt=True).encode()]
-    return _date[1]
+    return _date_of(int(time.time()))
 
 
 def status_line(status: int) -> bytes:
